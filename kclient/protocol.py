@@ -1,0 +1,217 @@
+"""The wire contract between kbroker and its clients: media types, limits and error codes.
+
+This module is the one place both sides agree on. The broker imports it (``kbroker`` may import
+``kclient.protocol``); ``kclient`` never imports ``kbroker``. Nothing here does I/O.
+
+Error codes follow Confluent REST Proxy's scheme: a five-digit ``error_code`` whose first three
+digits are the HTTP status (``40401`` is a 404). Codes Confluent defines keep Confluent's meaning;
+codes Confluent lacks are kbroker extensions in the same scheme (documented in docs/api.md).
+Every error body is ``{"error_code": int, "message": str, "retriable": bool}``; the
+``retriable`` field is a kbroker extension that tells a client whether the same request may
+succeed if sent again.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, NamedTuple
+
+__all__ = [
+    "ACKS_HEADER",
+    "FORWARDED_HEADER",
+    "JSON_MEDIA_TYPES",
+    "MAX_PARTITION",
+    "MAX_TOPIC_NAME_LENGTH",
+    "MEDIA_BINARY_V2",
+    "MEDIA_JSON",
+    "MEDIA_JSON_V2",
+    "MEDIA_V2",
+    "ErrorCode",
+    "ErrorSpec",
+    "EmbeddedFormat",
+    "error_spec",
+]
+
+MEDIA_JSON: Final = "application/json"
+MEDIA_V2: Final = "application/vnd.kafka.v2+json"
+MEDIA_JSON_V2: Final = "application/vnd.kafka.json.v2+json"
+MEDIA_BINARY_V2: Final = "application/vnd.kafka.binary.v2+json"
+JSON_MEDIA_TYPES: Final = frozenset({MEDIA_JSON, MEDIA_V2, MEDIA_JSON_V2, MEDIA_BINARY_V2})
+
+#: Request header naming the acknowledgement level of a produce (``0``, ``1``, ``all``/``-1``).
+ACKS_HEADER: Final = "X-Kafka-Acks"
+#: Set by a broker that forwards a request to the partition leader; the leader must not forward
+#: it again (it answers NOT_LEADER instead, and the forwarding broker refreshes its metadata).
+FORWARDED_HEADER: Final = "X-KBroker-Forwarded"
+
+#: Kafka's limit on topic names (``Topic.MAX_NAME_LENGTH``).
+MAX_TOPIC_NAME_LENGTH: Final = 249
+#: Highest partition index a request may name; partitions per topic are capped below this.
+MAX_PARTITION: Final = 99_999
+
+
+class EmbeddedFormat(enum.StrEnum):
+    """How record keys and values are written in JSON: Confluent's "embedded formats".
+
+    ``json``: keys and values are arbitrary JSON documents; their bytes are the compact JSON
+    text. ``binary``: keys and values are base64 strings of arbitrary bytes.
+    """
+
+    JSON = "json"
+    BINARY = "binary"
+
+
+class ErrorSpec(NamedTuple):
+    """What a client needs to know about an error code."""
+
+    status: int
+    """HTTP status the broker answers with."""
+    retriable: bool
+    """True when the same request may succeed later (leader moved, replicas catching up)."""
+    description: str
+
+
+class ErrorCode(enum.IntEnum):
+    """Every error code kbroker sends, in Confluent's five-digit scheme."""
+
+    # 400: the request cannot be parsed.
+    MALFORMED_REQUEST = 400
+    # 404
+    NOT_FOUND = 404
+    UNKNOWN_TOPIC = 40401
+    UNKNOWN_PARTITION = 40402
+    UNKNOWN_CONSUMER_INSTANCE = 40403
+    UNKNOWN_GROUP = 40405
+    UNKNOWN_BROKER = 40406
+    UNKNOWN_CLUSTER = 40407
+    UNKNOWN_CONFIG = 40408
+    # 405
+    METHOD_NOT_ALLOWED = 405
+    # 406
+    NOT_ACCEPTABLE = 40601
+    # 408
+    REQUEST_TIMEOUT = 40801
+    # 409
+    ALREADY_SUBSCRIBED = 40901
+    CONSUMER_ALREADY_EXISTS = 40902
+    ILLEGAL_STATE = 40903
+    TOPIC_ALREADY_EXISTS = 40904
+    TOPIC_DELETION_IN_PROGRESS = 40905
+    ILLEGAL_GENERATION = 40910
+    UNKNOWN_MEMBER_ID = 40911
+    REBALANCE_IN_PROGRESS = 40912
+    FENCED_INSTANCE_ID = 40913
+    GROUP_NOT_EMPTY = 40914
+    OUT_OF_ORDER_SEQUENCE = 40920
+    INVALID_PRODUCER_EPOCH = 40921
+    # 411
+    LENGTH_REQUIRED = 411
+    # 413
+    REQUEST_TOO_LARGE = 41301
+    RECORD_TOO_LARGE = 41302
+    # 415
+    UNSUPPORTED_MEDIA_TYPE = 41501
+    # 416
+    OFFSET_OUT_OF_RANGE = 41601
+    # 422: well-formed JSON that says something invalid.
+    JSON_CONVERSION = 42203
+    INVALID_CONSUMER_CONFIG = 42204
+    INVALID_PAYLOAD = 42206
+    INVALID_PARAMETER = 42210
+    INVALID_TOPIC_NAME = 42220
+    INVALID_PARTITIONS = 42221
+    INVALID_REPLICATION_FACTOR = 42222
+    INVALID_CONFIG = 42223
+    INVALID_OFFSET = 42224
+    INVALID_GROUP_ID = 42225
+    INVALID_SESSION_TIMEOUT = 42226
+    # 500
+    INTERNAL_ERROR = 50001
+    KAFKA_ERROR = 50002
+    # 503: the cluster cannot serve this right now; retry.
+    BROKER_NOT_AVAILABLE = 50302
+    LEADER_NOT_AVAILABLE = 50303
+    NOT_ENOUGH_REPLICAS = 50304
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 50305
+    COORDINATOR_NOT_AVAILABLE = 50306
+    COORDINATOR_LOAD_IN_PROGRESS = 50307
+    ZOOKEEPER_UNAVAILABLE = 50308
+    NOT_LEADER = 50309
+    REQUEST_TIMED_OUT = 50310
+    KAFKA_STORAGE_ERROR = 50311
+    FENCED_LEADER_EPOCH = 50312
+    UNKNOWN_LEADER_EPOCH = 50313
+    NOT_CONTROLLER = 50314
+    STALE_CONTROLLER_EPOCH = 50315
+    OFFSET_NOT_AVAILABLE = 50316
+    SHUTTING_DOWN = 50317
+
+
+_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
+    ErrorCode.MALFORMED_REQUEST: "The body or a parameter cannot be parsed (bad JSON or UTF-8).",
+    ErrorCode.NOT_FOUND: "No such route.",
+    ErrorCode.UNKNOWN_TOPIC: "The topic does not exist.",
+    ErrorCode.UNKNOWN_PARTITION: "The partition does not exist.",
+    ErrorCode.UNKNOWN_CONSUMER_INSTANCE: "The consumer instance does not exist (or expired).",
+    ErrorCode.UNKNOWN_GROUP: "The consumer group does not exist.",
+    ErrorCode.UNKNOWN_BROKER: "The broker is not registered.",
+    ErrorCode.UNKNOWN_CLUSTER: "The cluster id does not name this cluster.",
+    ErrorCode.UNKNOWN_CONFIG: "The config name is not known.",
+    ErrorCode.METHOD_NOT_ALLOWED: "The route does not accept this method.",
+    ErrorCode.NOT_ACCEPTABLE: "The Accept header asks for a format this endpoint cannot give.",
+    ErrorCode.REQUEST_TIMEOUT: "The client sent its request too slowly.",
+    ErrorCode.ALREADY_SUBSCRIBED: "The consumer is subscribed (or assigned) otherwise already.",
+    ErrorCode.CONSUMER_ALREADY_EXISTS: "A consumer instance with this name already exists.",
+    ErrorCode.ILLEGAL_STATE: "The consumer is not in a state that allows this request.",
+    ErrorCode.TOPIC_ALREADY_EXISTS: "A topic with this name already exists.",
+    ErrorCode.TOPIC_DELETION_IN_PROGRESS: "The topic is being deleted.",
+    ErrorCode.ILLEGAL_GENERATION: "The group generation is stale: the group rebalanced.",
+    ErrorCode.UNKNOWN_MEMBER_ID: "The member id is not in the group.",
+    ErrorCode.REBALANCE_IN_PROGRESS: "The group is rebalancing; rejoin.",
+    ErrorCode.FENCED_INSTANCE_ID: "Another member uses this static instance id.",
+    ErrorCode.GROUP_NOT_EMPTY: "The operation needs an empty group.",
+    ErrorCode.OUT_OF_ORDER_SEQUENCE: "The producer sequence has a gap.",
+    ErrorCode.INVALID_PRODUCER_EPOCH: "The producer epoch is older than the broker's.",
+    ErrorCode.LENGTH_REQUIRED: "The request needs a body.",
+    ErrorCode.REQUEST_TOO_LARGE: "The request body exceeds the broker's limit.",
+    ErrorCode.RECORD_TOO_LARGE: "A record exceeds the topic's max.message.bytes.",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "The Content-Type is not one this endpoint accepts.",
+    ErrorCode.OFFSET_OUT_OF_RANGE: "The offset is outside [log start offset, log end offset].",
+    ErrorCode.JSON_CONVERSION: "A key or value cannot be converted (bad base64 or not JSON).",
+    ErrorCode.INVALID_CONSUMER_CONFIG: "The consumer configuration is invalid.",
+    ErrorCode.INVALID_PAYLOAD: "The JSON is well formed but not a valid request body.",
+    ErrorCode.INVALID_PARAMETER: "A path or query parameter is out of range or of the wrong type.",
+    ErrorCode.INVALID_TOPIC_NAME: "The topic name breaks Kafka's naming rules.",
+    ErrorCode.INVALID_PARTITIONS: "The partition count is invalid.",
+    ErrorCode.INVALID_REPLICATION_FACTOR: "The replication factor is invalid for this cluster.",
+    ErrorCode.INVALID_CONFIG: "A config name or value is invalid.",
+    ErrorCode.INVALID_OFFSET: "An offset is negative or otherwise impossible.",
+    ErrorCode.INVALID_GROUP_ID: "The group id is empty or too long.",
+    ErrorCode.INVALID_SESSION_TIMEOUT: "The session timeout is outside the broker's bounds.",
+    ErrorCode.INTERNAL_ERROR: "The broker failed unexpectedly; see its log.",
+    ErrorCode.KAFKA_ERROR: "The request failed and retrying will not help.",
+    ErrorCode.BROKER_NOT_AVAILABLE: "The broker is not reachable or not ready.",
+    ErrorCode.LEADER_NOT_AVAILABLE: "The partition has no leader right now.",
+    ErrorCode.NOT_ENOUGH_REPLICAS: "Fewer in-sync replicas than min.insync.replicas.",
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: (
+        "Written, but the ISR shrank below min.insync.replicas before it was committed."
+    ),
+    ErrorCode.COORDINATOR_NOT_AVAILABLE: "The group coordinator is not available.",
+    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS: "The group coordinator is loading its state.",
+    ErrorCode.ZOOKEEPER_UNAVAILABLE: "The broker cannot reach ZooKeeper.",
+    ErrorCode.NOT_LEADER: "This broker does not lead the partition.",
+    ErrorCode.REQUEST_TIMED_OUT: "The request did not complete in time (acks=all not reached).",
+    ErrorCode.KAFKA_STORAGE_ERROR: "The broker could not write to disk (for example, disk full).",
+    ErrorCode.FENCED_LEADER_EPOCH: "The request's leader epoch is older than the leader's.",
+    ErrorCode.UNKNOWN_LEADER_EPOCH: "The request's leader epoch is newer than the broker's.",
+    ErrorCode.NOT_CONTROLLER: "This broker is not the active controller.",
+    ErrorCode.STALE_CONTROLLER_EPOCH: "The controller epoch is older than one already seen.",
+    ErrorCode.OFFSET_NOT_AVAILABLE: "A new leader cannot answer offsets until it catches up.",
+    ErrorCode.SHUTTING_DOWN: "The broker is shutting down.",
+}
+
+
+def error_spec(code: ErrorCode) -> ErrorSpec:
+    """HTTP status, retriability and description of ``code``."""
+    status = int(code) if code < 1000 else int(code) // 100
+    return ErrorSpec(status=status, retriable=status == 503, description=_DESCRIPTIONS[code])

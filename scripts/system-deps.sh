@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages kbroker needs to run and test: ZooKeeper (and a JRE for it).
+# Idempotent; quiet when everything is present. Needs root (or sudo) only when installing.
+set -euo pipefail
+need=()
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+[ -f /usr/share/java/slf4j-simple.jar ] || need+=(libslf4j-java)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
