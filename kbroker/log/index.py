@@ -1,0 +1,316 @@
+"""The sparse offset index and the time index of one segment.
+
+Both are kept whole in memory (``array`` columns, binary search with ``bisect``) and appended to
+their file as entries are added; the files exist so that segments below the recovery point can
+be loaded at start-up without reading the log. They carry no checksum: an index that fails its
+sanity check is rebuilt from the log (:meth:`LogSegment.recover`).
+
+File formats (big-endian, fixed-size entries, no header)::
+
+    <base>.index      8 bytes/entry: int32 relative offset, int32 position
+    <base>.timeindex 12 bytes/entry: int64 timestamp,      int32 relative offset
+
+``relative offset`` is ``offset - segment base offset``. An offset-index entry maps the BASE
+(first) offset of a batch to the byte position where that batch starts in the ``.log`` file.
+A time-index entry ``(T, O)`` says: every batch of the segment whose base offset is <= O has
+``max_timestamp <= T``, and T is reached by one of them (O is the base offset of a batch).
+
+Concurrency: owned by the segment's thread (the event loop); only :meth:`fsync` may be called
+from a flush thread while the owner keeps appending.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Final
+
+from kbroker.log._fileio import AppendOnlyFile
+
+__all__ = [
+    "NO_TIMESTAMP",
+    "OFFSET_ENTRY_SIZE",
+    "TIME_ENTRY_SIZE",
+    "CorruptIndexError",
+    "OffsetIndex",
+    "TimeIndex",
+]
+
+OFFSET_ENTRY: Final = struct.Struct(">ii")
+TIME_ENTRY: Final = struct.Struct(">qi")
+OFFSET_ENTRY_SIZE: Final = OFFSET_ENTRY.size
+TIME_ENTRY_SIZE: Final = TIME_ENTRY.size
+#: Timestamp of "no timestamp yet" (Kafka's NO_TIMESTAMP).
+NO_TIMESTAMP: Final = -1
+
+
+class CorruptIndexError(Exception):
+    """An index file failed its sanity check; the segment's indexes must be rebuilt."""
+
+
+def _strictly_increasing(values: Sequence[int]) -> bool:
+    return all(map(operator.lt, values, islice(values, 1, None)))
+
+
+def _int32_columns(data: bytes) -> tuple[array[int], array[int]]:
+    """Split big-endian (int32, int32) pairs into two columns."""
+    flat = array("i")
+    flat.frombytes(data)
+    if sys.byteorder == "little":
+        flat.byteswap()
+    return flat[0::2], flat[1::2]
+
+
+class OffsetIndex:
+    """Sparse map from a batch's base offset to the file position where the batch starts.
+
+    Invariants: relative offsets and positions both strictly increase; a non-empty segment's
+    first entry is ``(base_offset, 0)``; every position is below the segment's size and every
+    offset below its end offset. See the module docstring for the file format.
+    """
+
+    __slots__ = ("_file", "_offsets", "_positions", "base_offset")
+
+    def __init__(
+        self, file: AppendOnlyFile, base_offset: int, offsets: array[int], positions: array[int]
+    ) -> None:
+        self._file = file
+        self.base_offset = base_offset
+        self._offsets = offsets
+        self._positions = positions
+
+    @classmethod
+    def create(cls, path: Path, base_offset: int) -> OffsetIndex:
+        return cls(AppendOnlyFile.open(path, create=True), base_offset, array("i"), array("i"))
+
+    @classmethod
+    def load(cls, path: Path, base_offset: int) -> OffsetIndex:
+        """Read an index file; raises CorruptIndexError when its entries are malformed."""
+        file = AppendOnlyFile.open(path)
+        try:
+            data = file.read_all()
+            if len(data) % OFFSET_ENTRY_SIZE:
+                raise CorruptIndexError(f"{path}: size {len(data)} is not a multiple of 8")
+            offsets, positions = _int32_columns(data)
+            if not (_strictly_increasing(offsets) and _strictly_increasing(positions)):
+                raise CorruptIndexError(f"{path}: entries do not strictly increase")
+            if offsets and offsets[0] < 0:
+                raise CorruptIndexError(f"{path}: negative relative offset")
+        except BaseException:
+            file.close()
+            raise
+        return cls(file, base_offset, offsets, positions)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    @property
+    def last_position(self) -> int | None:
+        """File position of the last indexed batch, None when empty."""
+        return self._positions[-1] if self._positions else None
+
+    @property
+    def last_entry(self) -> tuple[int, int]:
+        """The last entry as (offset, position); ``(base_offset, 0)`` when empty."""
+        if not self._offsets:
+            return self.base_offset, 0
+        return self.base_offset + self._offsets[-1], self._positions[-1]
+
+    def lookup(self, offset: int) -> tuple[int, int]:
+        """The greatest entry whose offset is <= ``offset`` as (offset, position).
+
+        ``(base_offset, 0)`` when there is none.
+        """
+        slot = bisect_right(self._offsets, offset - self.base_offset) - 1
+        if slot < 0:
+            return self.base_offset, 0
+        return self.base_offset + self._offsets[slot], self._positions[slot]
+
+    def append(self, offsets: Sequence[int], positions: Sequence[int]) -> None:
+        """Add entries (relative offsets, positions): file first, then memory.
+
+        Raises StorageError with the file cut back and memory unchanged.
+        """
+        if not offsets:
+            return
+        self._file.append([_pack_columns(">ii", offsets, positions)])
+        self._offsets.extend(offsets)
+        self._positions.extend(positions)
+
+    def drop_last(self, count: int) -> None:
+        """Undo the last ``count`` appended entries after a failed multi-file append."""
+        keep = len(self._offsets) - count
+        del self._offsets[keep:]
+        del self._positions[keep:]
+        self._file.rollback(keep * OFFSET_ENTRY_SIZE)
+
+    def truncate_to(self, end_offset: int) -> None:
+        """Remove every entry whose offset is >= ``end_offset``. Raises StorageError."""
+        keep = bisect_left(self._offsets, end_offset - self.base_offset)
+        if keep < len(self._offsets):
+            self._file.truncate(keep * OFFSET_ENTRY_SIZE)
+            del self._offsets[keep:]
+            del self._positions[keep:]
+
+    def replace(self, offsets: array[int], positions: array[int]) -> None:
+        """Replace every entry (relative offsets, positions), memory and file."""
+        flat = array("i", bytes(8 * len(offsets)))
+        flat[0::2] = offsets
+        flat[1::2] = positions
+        if sys.byteorder == "little":
+            flat.byteswap()
+        self._file.replace_content(flat.tobytes())
+        self._offsets, self._positions = offsets, positions
+
+    def sanity_check(self, log_size: int, end_offset: int | None) -> None:
+        """Raise CorruptIndexError unless the entries fit a log of ``log_size`` bytes."""
+        if not self._offsets:
+            if log_size:
+                raise CorruptIndexError(f"{self.path}: empty index for a non-empty log")
+            return
+        if self._offsets[0] != 0 or self._positions[0] != 0:
+            raise CorruptIndexError(f"{self.path}: first entry is not the segment's first batch")
+        if self._positions[-1] >= log_size:
+            raise CorruptIndexError(f"{self.path}: entry points past the end of the log")
+        if end_offset is not None and self.base_offset + self._offsets[-1] >= end_offset:
+            raise CorruptIndexError(f"{self.path}: entry past the segment's end offset")
+
+    def fsync(self) -> None:
+        self._file.fsync()
+
+    def rename(self, path: Path) -> None:
+        self._file.rename(path)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _pack_columns(pair: str, first: Sequence[int], second: Sequence[int]) -> bytes:
+    """Pack two equally long columns as big-endian ``pair`` entries (e.g. ``">qi"``)."""
+    flat: list[int] = [0] * (2 * len(first))
+    flat[0::2] = first
+    flat[1::2] = second
+    return struct.pack(">" + pair[1:] * len(first), *flat)
+
+
+class TimeIndex:
+    """Sparse map from "largest timestamp so far" to the base offset of a batch.
+
+    Invariants: timestamps and offsets both strictly increase (an entry is only added when
+    the segment's largest timestamp grew); every offset lies in ``[base, end)`` of the segment.
+    See the module docstring for the meaning of an entry and the file format.
+    """
+
+    __slots__ = ("_file", "_offsets", "_timestamps", "base_offset")
+
+    def __init__(
+        self, file: AppendOnlyFile, base_offset: int, timestamps: array[int], offsets: array[int]
+    ) -> None:
+        self._file = file
+        self.base_offset = base_offset
+        self._timestamps = timestamps
+        self._offsets = offsets
+
+    @classmethod
+    def create(cls, path: Path, base_offset: int) -> TimeIndex:
+        return cls(AppendOnlyFile.open(path, create=True), base_offset, array("q"), array("i"))
+
+    @classmethod
+    def load(cls, path: Path, base_offset: int) -> TimeIndex:
+        """Read a time-index file; raises CorruptIndexError when its entries are malformed."""
+        file = AppendOnlyFile.open(path)
+        try:
+            data = file.read_all()
+            count, rest = divmod(len(data), TIME_ENTRY_SIZE)
+            if rest:
+                raise CorruptIndexError(f"{path}: size {len(data)} is not a multiple of 12")
+            flat = struct.unpack(">" + "qi" * count, data)
+            timestamps, offsets = array("q", flat[0::2]), array("i", flat[1::2])
+            if not (_strictly_increasing(timestamps) and _strictly_increasing(offsets)):
+                raise CorruptIndexError(f"{path}: entries do not strictly increase")
+            if offsets and offsets[0] < 0:
+                raise CorruptIndexError(f"{path}: negative relative offset")
+        except BaseException:
+            file.close()
+            raise
+        return cls(file, base_offset, timestamps, offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    @property
+    def last_timestamp(self) -> int:
+        """The largest indexed timestamp, NO_TIMESTAMP (-1) when empty."""
+        return self._timestamps[-1] if self._timestamps else NO_TIMESTAMP
+
+    def lookup(self, timestamp: int) -> int:
+        """Where a search for the first batch with ``max_timestamp >= timestamp`` may start.
+
+        The base offset of the last entry whose timestamp is below ``timestamp`` (that batch
+        and all before it are too old), or the segment's base offset when there is none.
+        """
+        slot = bisect_left(self._timestamps, timestamp) - 1
+        return self.base_offset + (self._offsets[slot] if slot >= 0 else 0)
+
+    def append(self, timestamps: Sequence[int], offsets: Sequence[int]) -> None:
+        """Add entries (timestamps, relative offsets): file first, then memory.
+
+        Raises StorageError with the file cut back and memory unchanged.
+        """
+        if not offsets:
+            return
+        self._file.append([_pack_columns(">qi", timestamps, offsets)])
+        self._timestamps.extend(timestamps)
+        self._offsets.extend(offsets)
+
+    def drop_last(self, count: int) -> None:
+        """Undo the last ``count`` appended entries after a failed multi-file append."""
+        keep = len(self._offsets) - count
+        del self._offsets[keep:]
+        del self._timestamps[keep:]
+        self._file.rollback(keep * TIME_ENTRY_SIZE)
+
+    def truncate_to(self, end_offset: int) -> None:
+        """Remove every entry whose offset is >= ``end_offset``. Raises StorageError."""
+        keep = bisect_left(self._offsets, end_offset - self.base_offset)
+        if keep < len(self._offsets):
+            self._file.truncate(keep * TIME_ENTRY_SIZE)
+            del self._offsets[keep:]
+            del self._timestamps[keep:]
+
+    def replace(self, timestamps: array[int], offsets: array[int]) -> None:
+        """Replace every entry (timestamps, relative offsets), memory and file."""
+        self._file.replace_content(_pack_columns(">qi", timestamps, offsets))
+        self._timestamps, self._offsets = timestamps, offsets
+
+    def sanity_check(self, end_offset: int | None) -> None:
+        """Raise CorruptIndexError when an entry lies past the segment's end offset."""
+        if (
+            end_offset is not None
+            and self._offsets
+            and (self.base_offset + self._offsets[-1] >= end_offset)
+        ):
+            raise CorruptIndexError(f"{self.path}: entry past the segment's end offset")
+
+    def fsync(self) -> None:
+        self._file.fsync()
+
+    def rename(self, path: Path) -> None:
+        self._file.rename(path)
+
+    def close(self) -> None:
+        self._file.close()
