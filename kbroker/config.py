@@ -412,19 +412,22 @@ def load_broker_config(
                 values.update(_flatten(tomllib.load(fh)))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+    values = _canonical(values)
     for setting in BROKER_SETTINGS:
         for env_name in setting.env_names:
             if env_name in env:
                 values[setting.name] = env[env_name]
-                values.pop(setting.flag or "", None)
-    for key, value in cli.items():
-        if value is not None:
-            setting = _BROKER_BY_NAME.get(key) or _BROKER_BY_ALIAS.get(key)
-            name = setting.name if setting else key
-            values[name] = value
-            if setting and setting.flag:
-                values.pop(setting.flag, None)
+    values.update(_canonical({k: v for k, v in cli.items() if v is not None}))
     return BrokerConfig.build(values)
+
+
+def _canonical(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Flag aliases (``data-dir``) replaced by setting names (``data.dir``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        setting = _BROKER_BY_NAME.get(key) or _BROKER_BY_ALIAS.get(key)
+        out[setting.name if setting else key] = value
+    return out
 
 
 # --------------------------------------------------------------------------- topic settings

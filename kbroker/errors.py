@@ -24,7 +24,13 @@ __all__ = [
 
 
 class BrokerError(Exception):
-    """A failure with a wire error code. ``extra`` fields are added to the error body."""
+    """A failure with a wire error code. ``extra`` fields are added to the error body.
+
+    ``after_append`` marks a produce failure that happened after the records were written
+    (leadership lost or ISR shrunk while waiting for acks=all): the records may still be
+    committed, so the request must not be retried blindly. It appears in the body as
+    ``"after_append": true``.
+    """
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
 
@@ -33,6 +39,7 @@ class BrokerError(Exception):
         if code is not None:
             self.code = code
         self.message = message
+        self.after_append = bool(extra.pop("after_append", False))
         self.extra = extra
 
     @property
@@ -49,6 +56,7 @@ class BrokerError(Exception):
             "error_code": int(self.code),
             "message": self.message,
             "retriable": self.retriable,
+            **({"after_append": True} if self.after_append else {}),
             **self.extra,
         }
 

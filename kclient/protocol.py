@@ -14,11 +14,16 @@ succeed if sent again.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from itertools import repeat
 from typing import Final, NamedTuple
+
+from murmurhash2 import murmurhash2 as _murmurhash2
 
 __all__ = [
     "ACKS_HEADER",
     "FORWARDED_HEADER",
+    "HIGH_WATERMARK_HEADER",
     "JSON_MEDIA_TYPES",
     "MAX_PARTITION",
     "MAX_TOPIC_NAME_LENGTH",
@@ -26,10 +31,14 @@ __all__ = [
     "MEDIA_JSON",
     "MEDIA_JSON_V2",
     "MEDIA_V2",
+    "NEXT_OFFSET_HEADER",
     "ErrorCode",
     "ErrorSpec",
     "EmbeddedFormat",
     "error_spec",
+    "murmur2",
+    "partition_for_key",
+    "partitions_for_keys",
 ]
 
 MEDIA_JSON: Final = "application/json"
@@ -43,6 +52,11 @@ ACKS_HEADER: Final = "X-Kafka-Acks"
 #: Set by a broker that forwards a request to the partition leader; the leader must not forward
 #: it again (it answers NOT_LEADER instead, and the forwarding broker refreshes its metadata).
 FORWARDED_HEADER: Final = "X-KBroker-Forwarded"
+
+#: Response headers of a stateless fetch: the partition's high watermark, and the offset to
+#: fetch next (after the last record returned, or the requested offset when none was).
+HIGH_WATERMARK_HEADER: Final = "X-KBroker-High-Watermark"
+NEXT_OFFSET_HEADER: Final = "X-KBroker-Next-Offset"
 
 #: Kafka's limit on topic names (``Topic.MAX_NAME_LENGTH``).
 MAX_TOPIC_NAME_LENGTH: Final = 249
@@ -215,3 +229,30 @@ def error_spec(code: ErrorCode) -> ErrorSpec:
     """HTTP status, retriability and description of ``code``."""
     status = int(code) if code < 1000 else int(code) // 100
     return ErrorSpec(status=status, retriable=status == 503, description=_DESCRIPTIONS[code])
+
+
+# ------------------------------------------------------------------------------ partitioning
+
+#: Seed of Kafka's murmur2 (``Utils.murmur2``).
+MURMUR2_SEED: Final = 0x9747B28C
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2`` of ``data`` as an unsigned 32-bit int (C implementation)."""
+    return int(_murmurhash2(data, MURMUR2_SEED))
+
+
+def partition_for_key(key: bytes, num_partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for serialized ``key``.
+
+    ``toPositive(murmur2(key)) % numPartitions`` where toPositive masks the sign bit (it is not
+    ``abs``) and ``numPartitions`` counts all partitions of the topic, available or not.
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % num_partitions
+
+
+def partitions_for_keys(keys: Iterable[bytes], num_partitions: int) -> list[int]:
+    """:func:`partition_for_key` for many keys, without a Python-level loop per key."""
+    hashes = map(_murmurhash2, keys, repeat(MURMUR2_SEED))
+    return list(map(int.__mod__, map(int.__and__, hashes, repeat(0x7FFFFFFF)),
+                    repeat(num_partitions)))

@@ -113,13 +113,15 @@ async def _read_or_create_epoch(zk: ZooKeeperClient) -> ControllerEpoch:
 async def elect_controller(
     zk: ZooKeeperClient, broker_id: int, *, clock: Clock | None = None
 ) -> ControllerEpoch | None:
-    """Try to become the controller: the new (epoch, zk_version) on success, None when another
-    broker is (or just became) the controller.
+    """Try to become the controller: (epoch, zk_version) when this broker is the controller
+    (newly elected, or already: the call is idempotent), None when another broker is.
 
-    Raises ZooKeeperUnavailableError when the outcome cannot be known (the caller retries,
-    as Kafka's ``elect()`` would after reconnecting).
+    Raises ZooKeeperUnavailableError when the outcome cannot be known; the caller retries
+    (as Kafka's ``elect()`` does after reconnecting), which is safe thanks to idempotence.
     """
     clock = clock or SystemClock()
+    if await zk.exists(ControllerZNode.path) is not None:
+        return await _controller_epoch_if_ours(zk, broker_id)
     current = await _read_or_create_epoch(zk)
     new_epoch = current.epoch + 1
     registration = ControllerRegistration(broker_id=broker_id, timestamp_ms=clock.now_ms())
@@ -134,32 +136,40 @@ async def elect_controller(
     try:
         results = await zk.transaction(ops)
     except (NodeExistsError, BadVersionError):
-        return await _check_controller_and_epoch(zk, broker_id, new_epoch, unknown=False)
+        return await _controller_epoch_if_ours(zk, broker_id)
     except ZooKeeperUnavailableError:
-        return await _check_controller_and_epoch(zk, broker_id, new_epoch, unknown=True)
+        won = await _controller_epoch_if_ours(zk, broker_id)
+        if won is None and await zk.exists(ControllerZNode.path) is None:
+            raise  # nobody is controller: the multi may not have run; elect again
+        return won
     stat = results[1]
     assert isinstance(stat, Stat)
     log.info("broker %d elected controller, epoch %d", broker_id, new_epoch)
     return ControllerEpoch(new_epoch, stat.version)
 
 
-async def _check_controller_and_epoch(
-    zk: ZooKeeperClient, broker_id: int, new_epoch: int, *, unknown: bool
-) -> ControllerEpoch | None:
-    """After a failed or unanswered election multi: did we win after all (an answer lost on
-    the way), did someone else win, or is there still no controller?"""
-    controller = await read_controller(zk)
-    if controller is None:
-        if unknown:
-            raise ZooKeeperUnavailableError("controller election outcome unknown; retry")
-        return None  # the epoch moved under us, and that controller is already gone
-    registration, stat = controller
-    if registration.broker_id != broker_id or stat.ephemeral_owner != zk.session_id:
+async def _controller_epoch_if_ours(zk: ZooKeeperClient, broker_id: int) -> ControllerEpoch | None:
+    """The controller epoch if ``/controller`` is this broker's, on this session; else None.
+
+    Kafka's ``checkControllerAndEpoch``, made safe for any caller: the epoch is read between
+    two reads of ``/controller`` with the same czxid. A new election must first delete our
+    ``/controller`` (a later one has another czxid), so the epoch read is the one our own
+    election wrote.
+    """
+    before = await read_controller(zk)
+    if before is None or not _is_ours(zk, broker_id, *before):
         return None
-    current = await read_controller_epoch(zk)
-    if current is not None and current.epoch == new_epoch:
-        return current
-    return None
+    epoch = await read_controller_epoch(zk)
+    after = await read_controller(zk)
+    if epoch is None or after is None or after[1].czxid != before[1].czxid:
+        return None
+    return epoch
+
+
+def _is_ours(
+    zk: ZooKeeperClient, broker_id: int, registration: ControllerRegistration, stat: Stat
+) -> bool:
+    return registration.broker_id == broker_id and stat.ephemeral_owner == zk.session_id
 
 
 async def fenced_write(

@@ -126,7 +126,6 @@ class OffsetCheckpoint:
 
     def write(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Atomically replace the file. Raises StorageError."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_checkpoint(
             self.path,
             (

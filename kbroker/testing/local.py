@@ -160,6 +160,9 @@ def _tail(path: Path, lines: int) -> str:
 
 _LIVE: set[ManagedProcess] = set()
 """Non-detached processes still running: killed at interpreter exit so none is left behind."""
+_DETACHED: dict[int, subprocess.Popen[bytes]] = {}
+"""Popen objects of detached children, by pid: kept so that dropping a ManagedProcess does not
+garbage-collect a Popen whose child is meant to outlive it (Popen warns about that)."""
 
 
 @atexit.register
@@ -222,6 +225,7 @@ class ManagedProcess:
             return None
         proc = cls(name=name, argv=(), log_path=log_path, pid_path=pid_path, detach=True)
         proc._pid = pid
+        proc._popen = _DETACHED.get(pid)  # our own child after all: wait for it properly
         return proc
 
     # -- state ---------------------------------------------------------------------------------
@@ -259,6 +263,19 @@ class ManagedProcess:
         except OSError:
             return ""
 
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Wait until ``text`` appears in the log since the latest start. Raises ProcessError
+        (with the log tail) if the process exits first or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_since_start():
+            if not self.running:
+                raise ProcessError(
+                    f"{self.name} exited before logging {text!r}:\n{self.log_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                raise ProcessError(self._timeout_message(f"log {text!r}", timeout))
+            time.sleep(_POLL_S / 2)
+
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -283,7 +300,9 @@ class ManagedProcess:
         self._paused = False
         if self.pid_path is not None:
             _write_atomically(self.pid_path, f"{self._pid}\n")
-        if not self.detach:
+        if self.detach:
+            _DETACHED[self._pid] = self._popen
+        else:
             _LIVE.add(self)
 
     def send_signal(self, sig: signal.Signals) -> None:
@@ -338,6 +357,9 @@ class ManagedProcess:
     def _forget(self) -> int | None:
         """Drop the bookkeeping of an exited process; returns its exit status if known."""
         _LIVE.discard(self)
+        popen = _DETACHED.pop(self._pid, None) if self._pid is not None else None
+        if popen is not None:
+            popen.poll()  # reap it, if it has exited
         self._paused = False
         if self.pid_path is not None and _read_pid(self.pid_path) == self._pid:
             with contextlib.suppress(FileNotFoundError):
@@ -709,6 +731,16 @@ class ZooKeeperEnsemble:
         for node in self.nodes:
             parts.append(node.failure_report("state: running" if node.running else "exited"))
         return "\n".join(parts)
+
+    def heal(self, timeout: float | None = None) -> None:
+        """Undo fault injection: resume paused nodes, restart stopped or killed ones, and wait
+        until the ensemble is ready. Cheap when nothing is wrong (one ``srvr`` per node)."""
+        for index, node in enumerate(self.nodes):
+            if node.process.paused:
+                node.resume()
+            if not node.running:
+                self.start(index, timeout=timeout)
+        self.wait_ready(timeout)
 
     def kill(self, index: int) -> None:
         self.nodes[index].kill()

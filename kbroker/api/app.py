@@ -1,0 +1,37 @@
+"""The aiohttp application: routes, the error middleware and the shared services.
+
+Handlers live one module per resource (produce, fetch, topics, v3, internal); this module only
+wires them. The application holds the broker's :class:`~kbroker.api.services.Services` under
+the typed key ``SERVICES``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from kbroker.api import internal, openapi, topics, v3
+from kbroker.api.errors import error_middleware
+from kbroker.api.fetch import fetch_records
+from kbroker.api.produce import produce_to_partition, produce_to_topic
+from kbroker.api.services import SERVICES, Services
+
+__all__ = ["build_app"]
+
+
+def build_app(services: Services) -> web.Application:
+    """A ready-to-run application serving ``services``."""
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=services.config.max_request_bytes,
+    )
+    app[SERVICES] = services
+    app.add_routes(topics.routes())
+    app.add_routes([
+        web.post("/topics/{topic}", produce_to_topic),
+        web.post("/topics/{topic}/partitions/{partition}", produce_to_partition),
+        web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
+    ])
+    app.add_routes(v3.routes())
+    app.add_routes(internal.routes())
+    app.add_routes(openapi.routes())
+    return app

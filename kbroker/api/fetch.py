@@ -1,0 +1,62 @@
+"""Stateless fetch (kbroker extension, Redpanda's shape).
+
+``GET /topics/{topic}/partitions/{partition}/records?offset=N&max_bytes=&max_records=&timeout=``
+returns ``[{"topic", "partition", "offset", "timestamp", "key", "value", "headers"}]`` from
+offset N, below the high watermark. It long-polls up to ``timeout`` ms only while nothing is
+available and answers as soon as records arrive. ``max_bytes`` bounds the stored size of the
+returned batches, except that a first record larger than it is returned alone so that a reader
+is never stuck. The Accept header picks the format (JSON unless it names binary). Response
+headers ``X-KBroker-High-Watermark`` and ``X-KBroker-Next-Offset`` tell a stateless reader the
+partition's committed end and where to continue.
+
+Offsets outside [log start offset, log end offset] are 416 OFFSET_OUT_OF_RANGE (the body carries
+both bounds); reading at the log end offset waits for new records. A broker that does not lead
+the partition forwards the request to the leader.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from kbroker.api.errors import json_response
+from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
+from kbroker.api.params import int_param, offset_param, partition_path, topic_path
+from kbroker.api.services import SERVICES
+from kbroker.records import render_batches
+from kclient.protocol import FORWARDED_HEADER, HIGH_WATERMARK_HEADER, NEXT_OFFSET_HEADER
+
+__all__ = ["fetch_records"]
+
+#: Cap on max_records (keeps one response bounded in memory).
+MAX_RECORDS = 100_000
+
+
+async def fetch_records(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    config = services.config
+    name = topic_path(request)
+    partition = partition_path(request)
+    fmt = accepted_format(request.headers.get("Accept"))
+    offset = offset_param(request)
+    max_bytes = int_param(request, "max_bytes", default=config.fetch_default_max_bytes,
+                          low=1, high=config.fetch_max_bytes)
+    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1,
+                            high=MAX_RECORDS)
+    timeout = int_param(request, "timeout", default=config.fetch_default_wait_ms, low=0,
+                        high=config.fetch_max_wait_ms)
+    metadata = services.metadata
+    metadata.partition(name, partition)
+    if metadata.partition(name, partition).leader != config.broker_id and (
+        FORWARDED_HEADER not in request.headers
+    ):
+        return await services.peers.forward(request, metadata.leader_url(name, partition))
+    result = await services.replicas.fetch(name, partition, offset, max_bytes=max_bytes,
+                                           max_wait_ms=timeout)
+    rendered = render_batches(result.data, topic=name, partition=partition,
+                              start_offset=offset, fmt=fmt, max_records=max_records,
+                              max_bytes=max_bytes)
+    response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
+    response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
+    response.headers[NEXT_OFFSET_HEADER] = str(rendered.next_offset)
+    return response

@@ -1,0 +1,68 @@
+"""Forwarding requests to the broker that can answer them (the partition leader).
+
+Any broker accepts any request; one that does not lead the partition (or coordinate the group)
+forwards it here, marked with ``X-KBroker-Forwarded`` so the receiver never forwards again. The
+answer is relayed as it came (status, body, content type).
+
+A failure to connect is retriable and safe (nothing was sent). A failure after the request was
+sent is retriable but ambiguous for a produce: it is marked ``after_append`` so that nobody
+retries it blindly.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+from kbroker.errors import BrokerError, ErrorCode
+from kclient.protocol import ACKS_HEADER, FORWARDED_HEADER
+
+__all__ = ["HttpPeerClient"]
+
+_COPIED_HEADERS: Final = ("Content-Type", "Accept", ACKS_HEADER)
+
+
+class HttpPeerClient:
+    """Relays requests to peer brokers over one shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout_ms: int) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+
+    async def forward(
+        self, request: web.Request, url: str, *, body: bytes | None = None,
+        path: str | None = None,
+    ) -> web.Response:
+        """Send ``request`` (or ``body`` to ``path``) to the broker at ``url``."""
+        target = url + (path if path is not None else request.path_qs)
+        headers = {h: request.headers[h] for h in _COPIED_HEADERS if h in request.headers}
+        headers[FORWARDED_HEADER] = "1"
+        data = body if body is not None else (await request.read() if request.can_read_body
+                                             else None)
+        try:
+            async with self._session.request(request.method, target, data=data,
+                                             headers=headers, timeout=self._timeout) as resp:
+                payload = await resp.read()
+                return web.Response(status=resp.status, body=payload,
+                                    content_type=resp.content_type)
+        except aiohttp.ClientConnectorError as exc:
+            raise BrokerError(f"Broker at {url} is not reachable: {exc}",
+                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BrokerError(f"Forwarding to {url} failed: {exc!r}",
+                              ErrorCode.BROKER_NOT_AVAILABLE, after_append=True) from exc
+
+    async def get(self, url: str, path: str) -> bytes:
+        """GET ``url + path`` from a peer broker: the body of a 200 answer."""
+        try:
+            async with self._session.get(url + path, timeout=self._timeout) as resp:
+                payload = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BrokerError(f"Broker at {url} is not reachable: {exc!r}",
+                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+        if resp.status != 200:
+            raise BrokerError(f"Broker at {url} answered {resp.status} to {path}",
+                              ErrorCode.BROKER_NOT_AVAILABLE)
+        return payload

@@ -1,0 +1,235 @@
+"""Produce: ``POST /topics/{topic}`` and ``POST /topics/{topic}/partitions/{partition}``.
+
+The body is parsed once (kbroker.records), records are routed to partitions (explicit
+``partition``, else Kafka's murmur2 of the key, else one partition per request chosen among
+local leaders: sticky per request), and each partition's records are appended as whole batches
+by its leader. Records for a partition this broker does not lead are forwarded to the leader's
+partition endpoint with the ``X-KBroker-Forwarded`` header (the leader never forwards again).
+
+The response is Confluent's: HTTP 200 with one ``{"partition", "offset", "error_code",
+"error"}`` per record in request order; a partition that failed (no leader, not enough replicas,
+timeout) reports its error on each of its records, with ``offset`` null. Errors of the whole
+request (bad body, unknown topic, too large, bad media type) are 4xx responses instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kbroker.api.errors import json_response
+from kbroker.api.media import produce_format
+from kbroker.api.params import acks_param, partition_path, topic_path
+from kbroker.api.services import SERVICES, Services
+from kbroker.cluster import TopicInfo
+from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
+from kbroker.records import (
+    ProduceBody,
+    encode_offsets_response,
+    encode_partition_records,
+    parse_produce_body,
+)
+from kclient.protocol import ACKS_HEADER, FORWARDED_HEADER
+
+__all__ = ["produce_to_partition", "produce_to_topic", "read_body"]
+
+log = logging.getLogger(__name__)
+
+#: Per-record outcome: (partition, offset, error_code, error message).
+Outcome = tuple[int | None, int | None, int | None, str | None]
+#: Attempts at a partition whose leader is moving (NOT_LEADER from a stale view).
+_ROUTE_ATTEMPTS = 3
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, refusing one larger than ``limit`` before reading it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BrokerError(
+            f"Request body of {length} bytes exceeds max.request.bytes ({limit})",
+            ErrorCode.REQUEST_TOO_LARGE,
+        )
+    return await request.read()
+
+
+async def produce_to_topic(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    fmt = produce_format(request.headers.get("Content-Type"))
+    acks = acks_param(request, ACKS_HEADER)
+    body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
+    topic = await services.ensure_topic(topic_path(request))
+    if not body.records:
+        return json_response(encode_offsets_response([]))
+    targets = _route(services, topic, body)
+    return await _produce(request, services, topic, body, targets, acks)
+
+
+async def produce_to_partition(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    fmt = produce_format(request.headers.get("Content-Type"))
+    acks = acks_param(request, ACKS_HEADER)
+    body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
+    name = topic_path(request)
+    partition = partition_path(request)
+    topic = await services.ensure_topic(name)
+    topic.partition(partition)
+    if not body.records:
+        return json_response(encode_offsets_response([]))
+    explicit = body.explicit_partitions()
+    if explicit is not None and set(explicit) - {None, partition}:
+        raise InvalidRequestError(
+            f"records sent to partition {partition} may not name another partition")
+    positions = range(len(body.records))
+    return await _produce(request, services, topic, body, {partition: positions}, acks)
+
+
+def _route(services: Services, topic: TopicInfo, body: ProduceBody) -> dict[int, Sequence[int]]:
+    """Partition -> positions of its records in the request (each in request order)."""
+    count = len(topic.partitions)
+    explicit = body.explicit_partitions()
+    if explicit is None and not body.has_keys():
+        return {services.sticky_partition(topic): range(len(body.records))}
+    keyed = body.key_partitions(count) if body.has_keys() else [None] * len(body.records)
+    sticky: int | None = None
+    groups: dict[int, list[int]] = defaultdict(list)
+    for position, (chosen, by_key) in enumerate(zip(explicit or keyed, keyed, strict=True)):
+        target = chosen if chosen is not None else by_key
+        if target is None:
+            if sticky is None:
+                sticky = services.sticky_partition(topic)
+            target = sticky
+        if target >= count:
+            raise BrokerError(f"Partition {target} of topic {topic.name} not found",
+                              ErrorCode.UNKNOWN_PARTITION)
+        groups[target].append(position)
+    return groups
+
+
+async def _produce(
+    request: web.Request,
+    services: Services,
+    topic: TopicInfo,
+    body: ProduceBody,
+    targets: dict[int, Sequence[int]],
+    acks: int,
+) -> web.Response:
+    forwarded = FORWARDED_HEADER in request.headers
+    if len(targets) == 1:
+        (partition, positions), = targets.items()
+        outcome = await _produce_partition(
+            request, services, topic, body, partition, positions, acks, forwarded)
+        if isinstance(outcome, int):
+            if acks == 0:
+                return json_response(encode_offsets_response(
+                    [(partition, None, None, None)] * len(positions)))
+            return json_response(encode_offsets_response(
+                partition=partition, base_offset=outcome, record_count=len(positions)))
+        return json_response(encode_offsets_response(outcome))
+    results: list[Outcome] = [(None, None, None, None)] * len(body.records)
+    outcomes = await asyncio.gather(*(
+        _produce_partition(request, services, topic, body, p, pos, acks, forwarded)
+        for p, pos in targets.items()
+    ))
+    for (partition, positions), outcome in zip(targets.items(), outcomes, strict=True):
+        if isinstance(outcome, int):
+            offset: int | None
+            for i, position in enumerate(positions):
+                offset = None if acks == 0 else outcome + i
+                results[position] = (partition, offset, None, None)
+        else:
+            for position, result in zip(positions, outcome, strict=True):
+                results[position] = result
+    return json_response(encode_offsets_response(results))
+
+
+async def _produce_partition(
+    request: web.Request,
+    services: Services,
+    topic: TopicInfo,
+    body: ProduceBody,
+    partition: int,
+    positions: Sequence[int],
+    acks: int,
+    forwarded: bool,
+) -> int | list[Outcome]:
+    """Append (or forward) one partition's records: the base offset, or per-record outcomes.
+
+    A request forwarded to us raises its failure (the forwarding broker maps it); otherwise a
+    leader that moved is retried briefly, and any other failure becomes per-record errors.
+    """
+    for attempt in range(_ROUTE_ATTEMPTS):
+        try:
+            return await _produce_once(request, services, topic, body, partition, positions,
+                                       acks, forwarded)
+        except BrokerError as exc:
+            if forwarded or exc.code is ErrorCode.RECORD_TOO_LARGE:
+                raise
+            retry = exc.code in _RETRY_ROUTING and not exc.after_append
+            if not retry or attempt == _ROUTE_ATTEMPTS - 1:
+                return [(partition, None, int(exc.code), exc.message)] * len(positions)
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_RETRY_ROUTING = frozenset({ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE})
+
+
+async def _produce_once(
+    request: web.Request,
+    services: Services,
+    topic: TopicInfo,
+    body: ProduceBody,
+    partition: int,
+    positions: Sequence[int],
+    acks: int,
+    forwarded: bool,
+) -> int | list[Outcome]:
+    leader = services.metadata.partition(topic.name, partition).leader
+    if leader != services.config.broker_id and not forwarded:
+        return await _forward(request, services, topic, body, partition, positions, acks)
+    config = services.topic_config(topic)
+    batches = encode_partition_records(
+        body, positions, now_ms=services.clock.now_ms(),
+        log_append_time=config.message_timestamp_type == "LogAppendTime",
+        max_batch_bytes=config.max_message_bytes,
+    )
+    result = await services.replicas.append(
+        topic.name, partition, batches, codec=body.codec, acks=acks,
+        timeout_ms=services.config.produce_timeout_ms,
+    )
+    return result.base_offset
+
+
+async def _forward(
+    request: web.Request,
+    services: Services,
+    topic: TopicInfo,
+    body: ProduceBody,
+    partition: int,
+    positions: Sequence[int],
+    acks: int,
+) -> list[Outcome]:
+    url = services.metadata.leader_url(topic.name, partition)
+    records = body.records if len(positions) == len(body.records) else [
+        body.records[i] for i in positions]
+    payload = orjson.dumps({"records": records})
+    response = await services.peers.forward(
+        request, url, body=payload,
+        path=f"/topics/{topic.name}/partitions/{partition}?acks={acks}",
+    )
+    payload_out: Any = response.body
+    doc: Any = orjson.loads(payload_out or b"{}")
+    if response.status != 200:
+        raise BrokerError(
+            str(doc.get("message", "forwarding failed")),
+            ErrorCode(doc.get("error_code", ErrorCode.BROKER_NOT_AVAILABLE)),
+            after_append=bool(doc.get("after_append")),
+        )
+    return [(partition, o["offset"], o["error_code"], o["error"]) for o in doc["offsets"]]
+

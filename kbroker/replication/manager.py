@@ -1,0 +1,347 @@
+"""The replicas this broker hosts, and the produce / fetch / replica-fetch entry points.
+
+The :class:`ReplicaManager` turns partition states (from the metadata watcher, i.e. from
+ZooKeeper) into local roles: it creates the partition's log on first sight, makes the replica
+leader or follower, and hands followed partitions to the fetcher manager. Produce, consumer fetch
+and follower fetch requests come in through it:
+
+* ``append``: acks=0/1/all on a leader; acks=all checks min.insync.replicas before writing and
+  waits for the high watermark after (see :meth:`Partition.wait_committed`).
+* ``fetch``: a consumer read below the high watermark that long-polls while nothing is there.
+* ``fetch_for_follower``: records each follower's position (moving the HW and the ISR) and
+  long-polls on the log end offsets of the partitions asked for.
+
+A broker that has lost ZooKeeper for too long is *fenced* (:attr:`fenced`): it refuses every
+produce, since it may no longer be the leader the cluster agrees on.
+
+Concurrency: event loop only. Background loops (ISR expiry, high-watermark checkpoint) are
+coroutines owned by the caller's TaskGroup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
+
+from kbroker.clock import Clock
+from kbroker.cluster import NO_LEADER, PartitionInfo, TopicPartition
+from kbroker.config import BrokerConfig, TopicConfig
+from kbroker.errors import BrokerError, ErrorCode, NotLeaderError
+from kbroker.log.batch import PayloadCodec
+from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from kbroker.log.partition_log import PartitionLog
+from kbroker.records import PartitionRecords
+from kbroker.replication.endpoint import EpochEndOffset, FetchedPartition, FetchRequest
+from kbroker.replication.fetcher import ReplicaFetcherManager
+from kbroker.replication.partition import IsrWriter, Partition, ReadResult, Role
+from kbroker.replication.purgatory import wait_any
+
+__all__ = ["AppendResult", "LogStore", "ReplicaManager"]
+
+log = logging.getLogger(__name__)
+
+
+class LogStore(Protocol):
+    """The part of the LogManager the replica manager uses."""
+
+    def get_or_create(self, topic: str, partition: int, config: TopicConfig | None = None
+                      ) -> PartitionLog: ...
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None: ...
+
+    def delete_log(self, topic: str, partition: int) -> bool: ...
+
+
+class AppendResult:
+    """Offsets given to a produce: one (base_offset, record_count) per batch written."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: list[tuple[int, int]]) -> None:
+        self.batches = batches
+
+    @property
+    def base_offset(self) -> int:
+        return self.batches[0][0]
+
+
+class ReplicaManager:
+    """All local replicas; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: BrokerConfig,
+        logs: LogStore,
+        clock: Clock,
+        isr_writer: IsrWriter,
+        fetchers: ReplicaFetcherManager,
+        flush: Callable[[Partition, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self._config = config
+        self._logs = logs
+        self._clock = clock
+        self._isr_writer = isr_writer
+        self._fetchers = fetchers
+        self._flush = flush
+        self._partitions: dict[TopicPartition, Partition] = {}
+        self.fenced = False
+        """True while ZooKeeper has been unreachable for too long: refuse to lead."""
+
+    # ------------------------------------------------------------------------- lookups
+
+    def get(self, topic: str, partition: int) -> Partition | None:
+        return self._partitions.get((topic, partition))
+
+    def partitions(self) -> Iterable[Partition]:
+        return self._partitions.values()
+
+    def leader(self, topic: str, partition: int) -> Partition:
+        """The local leader replica, or NOT_LEADER (retriable: the caller may re-route)."""
+        replica = self._partitions.get((topic, partition))
+        if replica is None or replica.role is not Role.LEADER:
+            leader = replica.leader_id if replica else NO_LEADER
+            raise NotLeaderError(
+                f"Broker {self._config.broker_id} does not lead {topic}-{partition}",
+                leader=leader)
+        return replica
+
+    # ------------------------------------------------------------------ applying metadata
+
+    def apply(self, info: PartitionInfo, config: TopicConfig, topic_id: str) -> None:
+        """Make the local replica of ``info`` what its ZooKeeper state says it is.
+
+        A local log left by an older topic of the same name (another ``topic_id``, recorded in
+        the partition directory's ``partition.metadata``) is deleted first (KIP-516).
+        """
+        tp = (info.topic, info.partition)
+        if self._config.broker_id not in info.replicas:
+            if tp in self._partitions:
+                self.remove(info.topic, info.partition, delete=True)
+            return
+        replica = self._partitions.get(tp)
+        if replica is None:
+            replica = Partition(
+                topic=info.topic, partition=info.partition, broker_id=self._config.broker_id,
+                log=self._open_log(info.topic, info.partition, config, topic_id),
+                config=config, clock=self._clock, isr_writer=self._isr_writer,
+                replica_lag_time_max_ms=self._config.replica_lag_time_max_ms,
+            )
+            self._partitions[tp] = replica
+        elif config != replica.config:
+            replica.config = config
+            replica.log.update_config(config)
+        state = info.state
+        if state is None or state.leader == NO_LEADER:
+            self._fetchers.unfollow(tp)
+            replica.make_offline(state, info.replicas)
+        elif replica.is_stale(state):
+            return
+        elif state.leader == self._config.broker_id:
+            self._fetchers.unfollow(tp)
+            replica.make_leader(state, info.replicas)
+        elif replica.make_follower(state, info.replicas) or self._fetchers.leader_of(tp) is None:
+            self._fetchers.follow(replica, state.leader, state.leader_epoch)
+
+    def _open_log(self, topic: str, partition: int, config: TopicConfig, topic_id: str
+                  ) -> PartitionLog:
+        plog = self._logs.get_or_create(topic, partition, config)
+        marker = plog.directory / PARTITION_METADATA
+        recorded = _read_topic_id(marker)
+        if recorded is not None and recorded != topic_id:
+            log.warning("%s: log belongs to an older topic (id %s, now %s); deleting it",
+                        plog.name, recorded, topic_id)
+            self._logs.delete_log(topic, partition)
+            plog = self._logs.get_or_create(topic, partition, config)
+            marker = plog.directory / PARTITION_METADATA
+            recorded = None
+        if recorded is None:
+            write_checkpoint(marker, [f"topic_id {topic_id}"])
+        return plog
+
+    def remove(self, topic: str, partition: int, *, delete: bool) -> None:
+        """Stop hosting a replica (topic deleted or reassigned away)."""
+        tp = (topic, partition)
+        replica = self._partitions.pop(tp, None)
+        self._fetchers.unfollow(tp)
+        if replica is not None:
+            replica.make_offline(None, ())
+            if delete:
+                self._logs.delete_log(topic, partition)
+
+    def hosted_topics(self) -> set[str]:
+        return {tp[0] for tp in self._partitions}
+
+    # --------------------------------------------------------------------------- produce
+
+    async def append(
+        self,
+        topic: str,
+        partition: int,
+        batches: Sequence[PartitionRecords],
+        *,
+        codec: PayloadCodec,
+        acks: int,
+        timeout_ms: int,
+    ) -> AppendResult:
+        """Write ``batches`` to the local leader and wait as ``acks`` asks (0, 1 or -1)."""
+        if self.fenced:
+            raise NotLeaderError(
+                f"Broker {self._config.broker_id} lost its ZooKeeper session; not leading")
+        replica = self.leader(topic, partition)
+        if acks == -1:
+            replica.check_min_isr()
+        written = []
+        for batch in batches:
+            info = replica.append_as_leader(
+                batch.payload, record_count=batch.record_count,
+                attributes=batch.attributes | codec, first_timestamp=batch.first_timestamp,
+                max_timestamp=batch.max_timestamp,
+            )
+            written.append((info.first_offset, batch.record_count))
+        next_offset = written[-1][0] + written[-1][1]
+        try:
+            if self._flush is not None and acks != 0:
+                await self._flush(replica, next_offset)
+            if acks == -1:
+                await replica.wait_committed(next_offset, timeout_ms / 1000)
+        except BrokerError as exc:
+            exc.after_append = True
+            raise
+        return AppendResult(written)
+
+    # ---------------------------------------------------------------------------- fetch
+
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_bytes: int,
+        max_wait_ms: int,
+    ) -> ReadResult:
+        """Committed batches from ``offset``; waits up to max_wait_ms while there are none."""
+        replica = self.leader(topic, partition)
+        result = replica.read_committed(offset, max_bytes=max_bytes)
+        if result.data or max_wait_ms <= 0:
+            return result
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_ms / 1000
+        while not result.data:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await replica.hw_signal.wait(remaining)
+            result = self.leader(topic, partition).read_committed(offset, max_bytes=max_bytes)
+        return result
+
+    def offsets(self, topic: str, partition: int) -> tuple[int, int, int]:
+        """(log start offset, high watermark, log end offset) of a local leader."""
+        plog = self.leader(topic, partition).log
+        return plog.log_start_offset, plog.high_watermark, plog.log_end_offset
+
+    # ------------------------------------------------------------------ follower requests
+
+    async def fetch_for_follower(self, request: FetchRequest) -> list[FetchedPartition]:
+        """Serve a follower's fetch; long-polls until any partition has data."""
+        results = self._read_for_follower(request)
+        if request.max_wait_ms > 0 and not any(r.data for r in results):
+            signals = [p.leo_signal for p in self._requested(request)]
+            if signals and await wait_any(signals, request.max_wait_ms / 1000):
+                results = self._read_for_follower(request)
+        return results
+
+    def _requested(self, request: FetchRequest) -> list[Partition]:
+        found = (self._partitions.get((p.topic, p.partition)) for p in request.partitions)
+        return [p for p in found if p is not None]
+
+    def _read_for_follower(self, request: FetchRequest) -> list[FetchedPartition]:
+        out = []
+        budget = request.max_bytes
+        for ask in request.partitions:
+            try:
+                replica = self.leader(ask.topic, ask.partition)
+                read = replica.read_for_follower(
+                    request.replica_id, ask.fetch_offset, ask.leader_epoch, max(budget, 1))
+            except BrokerError as exc:
+                replica_or_none = self._partitions.get((ask.topic, ask.partition))
+                out.append(_failed(ask.topic, ask.partition, exc, replica_or_none))
+                continue
+            budget -= len(read.data)
+            out.append(FetchedPartition(
+                topic=ask.topic, partition=ask.partition, error_code=None,
+                high_watermark=read.high_watermark, log_start_offset=read.log_start_offset,
+                log_end_offset=read.log_end_offset, data=read.data,
+            ))
+        return out
+
+    def epoch_end_offsets(
+        self, requests: Sequence[tuple[str, int, int]]
+    ) -> dict[TopicPartition, EpochEndOffset]:
+        """For each (topic, partition, epoch): (largest epoch <= it, that epoch's end offset)."""
+        out = {}
+        for topic, partition, epoch in requests:
+            try:
+                plog = self.leader(topic, partition).log
+                found_epoch, end = plog.leader_epoch_cache.end_offset_for(epoch)
+                out[(topic, partition)] = EpochEndOffset(
+                    error_code=None, leader_epoch=found_epoch, end_offset=end)
+            except BrokerError as exc:
+                out[(topic, partition)] = EpochEndOffset(
+                    error_code=int(exc.code), leader_epoch=-1, end_offset=-1)
+        return out
+
+    # ------------------------------------------------------------------------ background
+
+    async def isr_expiration_loop(self) -> None:
+        """Every replica.lag.time.max.ms / 2, drop lagging followers from led ISRs."""
+        interval = self._config.replica_lag_time_max_ms / 2000
+        while True:
+            await self._clock.sleep(interval)
+            if self.fenced:
+                continue
+            for replica in list(self._partitions.values()):
+                if replica.role is Role.LEADER:
+                    await replica.maybe_shrink_isr()
+
+    def set_fenced(self, fenced: bool) -> None:
+        if fenced != self.fenced:
+            log.warning("broker %d %s", self._config.broker_id,
+                        "FENCED: ZooKeeper unreachable; refusing produces" if fenced
+                        else "unfenced: ZooKeeper reachable again")
+        self.fenced = fenced
+
+    async def close(self) -> None:
+        await self._fetchers.close()
+        await asyncio.gather(*(p.close() for p in self._partitions.values()))
+
+
+#: File in each partition directory naming the topic id its log belongs to (KIP-516).
+PARTITION_METADATA = "partition.metadata"
+
+
+def _read_topic_id(path: Path) -> str | None:
+    try:
+        lines = read_checkpoint(path, lambda fields: fields)
+    except (OSError, CheckpointError):
+        return None
+    for fields in lines:
+        if len(fields) == 2 and fields[0] == "topic_id":
+            return fields[1]
+    return None
+
+
+def _failed(topic: str, partition: int, exc: BrokerError, replica: Partition | None
+            ) -> FetchedPartition:
+    plog = replica.log if replica is not None else None
+    return FetchedPartition(
+        topic=topic, partition=partition, error_code=int(exc.code),
+        high_watermark=plog.high_watermark if plog else -1,
+        log_start_offset=plog.log_start_offset if plog else -1,
+        log_end_offset=plog.log_end_offset if plog else -1,
+        data=b"",
+    )

@@ -1,0 +1,370 @@
+"""The composition root: builds a broker from its config and runs it.
+
+Start order (reverse on stop): logs (load and recover, off the loop) -> ZooKeeper session,
+persistent paths, cluster id and broker registration -> replica manager and fetchers -> metadata
+watcher (which drives the replicas) -> controller -> HTTP API. One TaskGroup owns every
+background task; if one of them crashes the broker stops rather than run half alive.
+
+Stopping (SIGTERM): controlled shutdown first (the controller moves leadership away and the
+broker waits until it leads nothing, bounded by ``controlled.shutdown.timeout.ms``), then the
+HTTP server closes, background tasks are cancelled, the logs are flushed and closed with a
+clean-shutdown marker, and the ZooKeeper session is closed (which removes the registration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from kbroker import __version__
+from kbroker.api.app import build_app
+from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
+from kbroker.api.forward import HttpPeerClient
+from kbroker.clock import Clock, SystemClock
+from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo
+from kbroker.config import BrokerConfig, TopicConfig
+from kbroker.controller.admin import TopicAdmin
+from kbroker.controller.controller import Controller
+from kbroker.coordination.errors import BadVersionError, NoNodeError
+from kbroker.coordination.metadata import (
+    MetadataDelta,
+    MetadataWatcher,
+    state_from_znode,
+    state_to_znode,
+)
+from kbroker.coordination.registration import (
+    BrokerRegistrar,
+    ensure_cluster_id,
+    ensure_persistent_paths,
+)
+from kbroker.coordination.zk import SessionEvent, SessionEventKind, ZooKeeperClient
+from kbroker.coordination.znodes import BrokerRegistration, TopicPartitionStateZNode
+from kbroker.errors import BrokerError, ErrorCode
+from kbroker.log.flusher import GroupCommitFlusher
+from kbroker.log.manager import LogManager
+from kbroker.replication.endpoint import HttpLeaderEndpoint, LeaderEndpoint
+from kbroker.replication.fetcher import FetcherSettings, ReplicaFetcherManager
+from kbroker.replication.manager import ReplicaManager
+from kbroker.replication.partition import Partition
+
+__all__ = ["Broker"]
+
+log = logging.getLogger(__name__)
+
+
+class ZkIsrWriter:
+    """A leader's ISR changes, written to the partition state znode conditionally."""
+
+    def __init__(self, zk: ZooKeeperClient) -> None:
+        self._zk = zk
+
+    async def write_isr(self, topic: str, partition: int, state: LeaderAndIsr) -> LeaderAndIsr:
+        path = TopicPartitionStateZNode.path(topic, partition)
+        try:
+            stat = await self._zk.set(path, state_to_znode(state), version=state.zk_version)
+            return LeaderAndIsr(leader=state.leader, leader_epoch=state.leader_epoch,
+                                isr=state.isr, controller_epoch=state.controller_epoch,
+                                zk_version=stat.version)
+        except BadVersionError:
+            data, stat = await self._zk.get(path)
+            return state_from_znode(TopicPartitionStateZNode.decode(data), stat.version)
+        except NoNodeError as exc:
+            raise BrokerError(f"{topic}-{partition} has no state", ErrorCode.NOT_LEADER) from exc
+
+
+class Broker:
+    """One kbroker process (implements kbroker.api.services.Services)."""
+
+    def __init__(self, config: BrokerConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._metadata = ClusterMetadata()
+        self._metadata_changed = asyncio.Event()
+        self._topic_configs: dict[str, tuple[TopicInfo, TopicConfig]] = {}
+        self._sticky = itertools.count()
+        self._logs = LogManager(Path(config.data_dir), self._default_topic_config,
+                                clock=self.clock)
+        self._flusher = GroupCommitFlusher()
+        self.zk = ZooKeeperClient(config.zookeeper_connect,
+                                  session_timeout_ms=config.zookeeper_session_timeout_ms,
+                                  clock=self.clock)
+        self._session: aiohttp.ClientSession | None = None
+        self.replicas: ReplicaManager
+        self.peers: HttpPeerClient
+        self.admin = TopicAdmin(zk=self.zk, config=config, metadata=lambda: self._metadata,
+                                wait_for=self.wait_for_metadata)
+        self.controller = Controller(zk=self.zk, config=config, metadata=lambda: self._metadata,
+                                     clock=self.clock)
+        self._watcher = MetadataWatcher(self.zk, on_update=self._on_metadata)
+        self._registrar: BrokerRegistrar | None = None
+        self._runner: web.AppRunner | None = None
+        self._resync_pending = False
+        self._first_snapshot = True
+        self.ready = asyncio.Event()
+        """Set once the broker serves HTTP."""
+
+    # ---------------------------------------------------------------------- Services
+
+    @property
+    def metadata(self) -> ClusterMetadata:
+        return self._metadata
+
+    def _default_topic_config(self, topic: str) -> TopicConfig:
+        info = self._metadata.topics.get(topic)
+        return self.topic_config(info) if info else self.config.topic_defaults
+
+    def topic_config(self, topic: TopicInfo) -> TopicConfig:
+        cached = self._topic_configs.get(topic.name)
+        if cached is not None and cached[0] is topic:
+            return cached[1]
+        config = TopicConfig.from_broker(self.config, topic.configs)
+        self._topic_configs[topic.name] = (topic, config)
+        return config
+
+    async def ensure_topic(self, name: str) -> TopicInfo:
+        topic = self._metadata.topics.get(name)
+        if topic is not None and not topic.deleting:
+            return topic
+        if topic is None and self.config.auto_create_topics_enable:
+            with contextlib.suppress(BrokerError):
+                await self.admin.create_topic(name, partitions=None, replication_factor=None,
+                                              configs={}, assignment=None, validate_only=False)
+            topic = self._metadata.topics.get(name)
+            if topic is not None:
+                return topic
+        raise BrokerError(f"Topic {name} not found.", ErrorCode.UNKNOWN_TOPIC)
+
+    def sticky_partition(self, topic: TopicInfo) -> int:
+        """Rotate keyless requests over partitions led here, else over partitions with a
+        live leader, else over all (the produce then reports the missing leader)."""
+        me = self.config.broker_id
+        local = [p.partition for p in topic.partitions if p.leader == me]
+        pool = local or [p.partition for p in topic.partitions
+                         if p.leader in self._metadata.brokers]
+        pool = pool or list(range(len(topic.partitions)))
+        return pool[next(self._sticky) % len(pool)]
+
+    async def wait_for_metadata(self, predicate: Callable[[ClusterMetadata], bool],
+                                timeout: float) -> bool:
+        """Wait (bounded) until ``predicate(metadata)`` holds; returns whether it did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self._metadata):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = self._metadata_changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 0.5))
+        return True
+
+    # ---------------------------------------------------------------------- metadata
+
+    def _on_metadata(self, snapshot: ClusterMetadata, delta: MetadataDelta) -> None:
+        self._metadata = snapshot
+        for name in delta.removed_topics:
+            self._topic_configs.pop(name, None)
+            for replica in [p for p in self.replicas.partitions() if p.topic == name]:
+                self.replicas.remove(name, replica.partition, delete=True)
+        for topic_name, partition in delta.partitions:
+            topic = snapshot.topics.get(topic_name)
+            if topic is not None and partition < len(topic.partitions):
+                self.replicas.apply(topic.partitions[partition], self.topic_config(topic),
+                                    topic.topic_id)
+        if self._first_snapshot:
+            self._first_snapshot = False
+            self._delete_orphan_logs(snapshot)
+        if self._resync_pending:
+            self._resync_pending = False
+            self.replicas.set_fenced(False)
+        self.controller.on_metadata(snapshot)
+        event, self._metadata_changed = self._metadata_changed, asyncio.Event()
+        event.set()
+
+    def _delete_orphan_logs(self, snapshot: ClusterMetadata) -> None:
+        """Logs of topics deleted while this broker was down."""
+        for plog in self._logs.all_logs():
+            topic = snapshot.topics.get(plog.topic)
+            if topic is None or plog.partition >= len(topic.partitions) or (
+                self.config.broker_id not in topic.partitions[plog.partition].replicas
+            ):
+                log.info("deleting log %s: no longer hosted here", plog.name)
+                self._logs.delete_log(plog.topic, plog.partition)
+
+    def _on_session(self, event: SessionEvent) -> None:
+        if event.kind is SessionEventKind.FENCED or event.kind is SessionEventKind.LOST:
+            self.replicas.set_fenced(True)
+        elif event.kind is SessionEventKind.CONNECTED and not self._resync_pending:
+            self.replicas.set_fenced(False)
+        elif event.kind is SessionEventKind.NEW_SESSION:
+            # Stay fenced until the watcher has re-read everything on the new session.
+            self._resync_pending = True
+            self._watcher.refresh()
+        self.controller.on_session(event)
+
+    # -------------------------------------------------------------------------- run
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down cleanly."""
+        _raise_fd_limit()
+        loop = asyncio.get_running_loop()
+        log.info("kbroker %s, broker %d, data in %s", __version__, self.config.broker_id,
+                 self.config.data_dir)
+        await loop.run_in_executor(None, self._logs.load)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
+        self.peers = HttpPeerClient(self._session, timeout_ms=self.config.produce_timeout_ms
+                                    + 5000)
+        self.replicas = self._build_replicas()
+        try:
+            await self.zk.start(timeout_s=self.config.zookeeper_connection_timeout_ms / 1000)
+            self.zk.add_session_listener(self._on_session)
+            await ensure_persistent_paths(self.zk)
+            await ensure_cluster_id(self.zk)
+            self._registrar = BrokerRegistrar(self.zk, BrokerRegistration.for_url(
+                self.config.broker_id, self.config.url, rack=self.config.rack,
+                timestamp_ms=self.clock.now_ms()), clock=self.clock)
+            await self._registrar.start()
+            async with asyncio.TaskGroup() as tasks:
+                background = self._start_background(tasks)
+                await self._watcher.wait_ready(timeout=30)
+                await self._start_http()
+                self.ready.set()
+                log.info("broker %d serving at %s", self.config.broker_id, self.config.url)
+                await stop.wait()
+                await self._controlled_shutdown()
+                await self._stop_http()
+                for task in background:
+                    task.cancel()
+        finally:
+            await self._close()
+
+    def _build_replicas(self) -> ReplicaManager:
+        settings = FetcherSettings(
+            broker_id=self.config.broker_id, max_wait_ms=self.config.replica_fetch_wait_max_ms,
+            max_bytes=self.config.replica_fetch_max_bytes,
+            backoff_ms=self.config.replica_fetch_backoff_ms,
+        )
+        fetchers = ReplicaFetcherManager(settings, self._leader_endpoint)
+        return ReplicaManager(config=self.config, logs=self._logs, clock=self.clock,
+                              isr_writer=ZkIsrWriter(self.zk), fetchers=fetchers,
+                              flush=self._flush_policy)
+
+    def _leader_endpoint(self, leader_id: int) -> LeaderEndpoint:
+        assert self._session is not None
+
+        def url() -> str:
+            broker = self._metadata.brokers.get(leader_id)
+            if broker is None:
+                raise BrokerError(f"leader {leader_id} is not registered",
+                                  ErrorCode.BROKER_NOT_AVAILABLE)
+            return broker.url
+
+        return HttpLeaderEndpoint(self._session, url,
+                                  timeout_ms=self.config.replica_fetch_wait_max_ms + 10_000)
+
+    async def _flush_policy(self, replica: Partition, next_offset: int) -> None:
+        """fsync before acknowledging when the topic's flush.messages asks for it."""
+        plog = replica.log
+        if plog.should_flush(self.clock.now_ms()):
+            await self._flusher.flush(plog, next_offset)
+
+    def _start_background(self, tasks: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        c = self.config
+        return [
+            tasks.create_task(self._watcher.run(), name="metadata-watcher"),
+            tasks.create_task(self.controller.run(), name="controller"),
+            tasks.create_task(self.replicas.isr_expiration_loop(), name="isr-expiration"),
+            tasks.create_task(self._logs.retention_loop(c.log_retention_check_interval_ms),
+                              name="retention"),
+            tasks.create_task(self._logs.checkpoint_loop(
+                min(c.log_flush_offset_checkpoint_interval_ms,
+                    c.replica_high_watermark_checkpoint_interval_ms)), name="checkpoints"),
+            tasks.create_task(self._logs.flush_loop(self._flusher, 1000), name="flush"),
+        ]
+
+    async def _start_http(self) -> None:
+        app = build_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=2.0)
+        await self._runner.setup()
+        host, _, port = self.config.listen.rpartition(":")
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), backlog=1024,
+                           reuse_address=True)
+        await site.start()
+
+    async def _stop_http(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _controlled_shutdown(self) -> None:
+        """Ask the controller to move leadership away, and wait until none is left here."""
+        if not self.config.controlled_shutdown_enable:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.controlled_shutdown_timeout_ms / 1000
+        while loop.time() < deadline:
+            try:
+                remaining = await self._request_controlled_shutdown()
+            except BrokerError as exc:
+                log.info("controlled shutdown request failed: %s", exc.message)
+                remaining = -1
+            leading = [p for p in self.replicas.partitions() if p.is_leader
+                       and any(b != self.config.broker_id and b in self._metadata.brokers
+                               for b in p.isr)]
+            if remaining == 0 and not leading:
+                log.info("controlled shutdown complete")
+                return
+            await asyncio.sleep(0.2)
+        log.warning("controlled shutdown timed out; stopping anyway")
+
+    async def _request_controlled_shutdown(self) -> int:
+        controller_id = self._metadata.controller_id
+        if controller_id == self.config.broker_id:
+            return await self.controller.controlled_shutdown(self.config.broker_id)
+        if controller_id < 0 or controller_id not in self._metadata.brokers:
+            raise BrokerError("no active controller", ErrorCode.NOT_CONTROLLER)
+        assert self._session is not None
+        url = self._metadata.brokers[controller_id].url + CONTROLLED_SHUTDOWN_PATH
+        try:
+            async with self._session.post(url, json={"broker_id": self.config.broker_id},
+                                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BrokerError(f"controller unreachable: {exc!r}",
+                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+        if resp.status != 200:
+            raise BrokerError(str(body.get("message")), ErrorCode.NOT_CONTROLLER)
+        return int(body["remaining_partitions"])
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.replicas.close()
+        await self._flusher.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._logs.close)
+        if self._registrar is not None:
+            with contextlib.suppress(Exception):
+                await self._registrar.close()
+        with contextlib.suppress(Exception):
+            await self.zk.close()
+        if self._session is not None:
+            await self._session.close()
+        log.info("broker %d stopped", self.config.broker_id)
+
+
+def _raise_fd_limit() -> None:
+    """Many client connections need many descriptors: raise the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
