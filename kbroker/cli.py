@@ -36,17 +36,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rack", help="rack or zone of this broker")
     serve.add_argument("--data-dir", help="directory of the partition logs")
     serve.add_argument("--config", help="TOML file of settings")
-    serve.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="any setting by its name, e.g. --set log.retention.ms=60000")
-    serve.add_argument("--log-level", default=os.environ.get("KBROKER_LOG_LEVEL", "INFO"),
-                       help="DEBUG, INFO, WARNING or ERROR")
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any setting by its name, e.g. --set log.retention.ms=60000",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=os.environ.get("KBROKER_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR",
+    )
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     cli: dict[str, object] = {
-        "broker-id": args.broker_id, "zookeeper": args.zookeeper, "listen": args.listen,
-        "advertised-url": args.advertised_url, "rack": args.rack, "data-dir": args.data_dir,
+        "broker-id": args.broker_id,
+        "zookeeper": args.zookeeper,
+        "listen": args.listen,
+        "advertised-url": args.advertised_url,
+        "rack": args.rack,
+        "data-dir": args.data_dir,
     }
     for item in args.set:
         name, sep, value = item.partition("=")
@@ -55,8 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         cli[name.strip()] = value
     try:
-        config = load_broker_config(cli=cli, env=os.environ,
-                                    config_file=args.config or os.environ.get("KBROKER_CONFIG"))
+        config = load_broker_config(
+            cli=cli, env=os.environ, config_file=args.config or os.environ.get("KBROKER_CONFIG")
+        )
     except ConfigError as exc:
         print(f"kbroker: {exc}", file=sys.stderr)
         return 2

@@ -117,9 +117,8 @@ class ProduceBody:
         return out
 
 
-def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
-    """Parse and validate a REST Proxy v2 produce body. Raises BrokerError with a 4xx code."""
-    doc = _loads(body)
+def _records_of(doc: Any) -> list[Any]:
+    """The ``records`` array of a produce envelope, after checking the envelope."""
     if not isinstance(doc, dict):
         raise InvalidRequestError("The request body must be a JSON object with a records array")
     unknown = doc.keys() - ENVELOPE_FIELDS
@@ -134,6 +133,12 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     records = doc.get("records")
     if not isinstance(records, list):
         raise InvalidRequestError("records must be an array of record objects")
+    return records
+
+
+def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
+    """Parse and validate a REST Proxy v2 produce body. Raises BrokerError with a 4xx code."""
+    records = _records_of(_loads(body))
     if not records:
         return ProduceBody(records=[], format=fmt, fields=frozenset())
     if set(map(type, records)) != {dict}:
@@ -186,9 +191,7 @@ def _check_base64_column(values: list[Any], name: str) -> None:
         # Only the alphabet is checked here: filler makes the length a multiple of four.
         _B64_DECODE(joined + "A" * (-len(joined) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise BrokerError(
-            f"record {name} is not valid base64", ErrorCode.JSON_CONVERSION
-        ) from exc
+        raise BrokerError(f"record {name} is not valid base64", ErrorCode.JSON_CONVERSION) from exc
 
 
 def _normalise_headers(records: list[dict[str, Any]]) -> None:
@@ -255,8 +258,9 @@ def encode_partition_records(
     if "timestamp" in body.fields and log_append_time:
         records = [_without_timestamp(r) for r in records]
     elif stamped:
-        records = [r if r.get("timestamp") is not None else r | {"timestamp": now_ms}
-                   for r in records]
+        records = [
+            r if r.get("timestamp") is not None else r | {"timestamp": now_ms} for r in records
+        ]
     payload = orjson.dumps(records)
     if len(payload) <= max_batch_bytes:
         return [_partition_records(records, payload, positions, stamped, now_ms)]
@@ -282,8 +286,12 @@ def _partition_records(
         first = highest = now_ms
         attributes = 0
     return PartitionRecords(
-        payload=payload, record_count=len(records), attributes=attributes,
-        first_timestamp=first, max_timestamp=highest, positions=positions,
+        payload=payload,
+        record_count=len(records),
+        attributes=attributes,
+        first_timestamp=first,
+        max_timestamp=highest,
+        positions=positions,
     )
 
 
@@ -310,8 +318,9 @@ def _split(
         stop = bisect_right(ends, consumed + max_batch_bytes - _ARRAY_OVERHEAD + 1, lo=start)
         stop = max(stop, start + 1)
         payload = b"[" + b",".join(encoded[start:stop]) + b"]"
-        out.append(_partition_records(
-            records[start:stop], payload, positions[start:stop], stamped, now_ms))
+        out.append(
+            _partition_records(records[start:stop], payload, positions[start:stop], stamped, now_ms)
+        )
         consumed = ends[stop - 1]
         start = stop
     return out
@@ -399,7 +408,9 @@ def render_batches(
         if not out and max_bytes is not None and header.size > max_bytes:
             records = _fit(records, max_bytes)
         first = header.base_offset + skip
-        out.extend(_render(records, header, topic, partition, first, fmt))
+        out.extend(
+            _render(records, header, topic=topic, partition=partition, first_offset=first, fmt=fmt)
+        )
         next_offset = first + len(records)
         if len(records) < header.record_count - skip or (limit >= 0 and len(out) >= limit):
             break
@@ -425,14 +436,20 @@ def _fit(records: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
 def _render(
     records: list[dict[str, Any]],
     header: BatchHeader,
+    *,
     topic: str,
     partition: int,
     first_offset: int,
     fmt: EmbeddedFormat,
 ) -> list[dict[str, Any]]:
     base = {
-        "topic": topic, "partition": partition, "offset": 0,
-        "timestamp": header.first_timestamp, "key": None, "value": None, "headers": [],
+        "topic": topic,
+        "partition": partition,
+        "offset": 0,
+        "timestamp": header.first_timestamp,
+        "key": None,
+        "value": None,
+        "headers": [],
     }
     # Records carry a "timestamp" only in batches with per-record timestamps, and a
     # "partition" only when it named this partition (encode_partition_records keeps both true).

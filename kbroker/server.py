@@ -26,8 +26,8 @@ from aiohttp import web
 
 from kbroker import __version__
 from kbroker.api.app import build_app
-from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
 from kbroker.api.forward import HttpPeerClient
+from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
 from kbroker.clock import Clock, SystemClock
 from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo
 from kbroker.config import BrokerConfig, TopicConfig
@@ -70,9 +70,13 @@ class ZkIsrWriter:
         path = TopicPartitionStateZNode.path(topic, partition)
         try:
             stat = await self._zk.set(path, state_to_znode(state), version=state.zk_version)
-            return LeaderAndIsr(leader=state.leader, leader_epoch=state.leader_epoch,
-                                isr=state.isr, controller_epoch=state.controller_epoch,
-                                zk_version=stat.version)
+            return LeaderAndIsr(
+                leader=state.leader,
+                leader_epoch=state.leader_epoch,
+                isr=state.isr,
+                controller_epoch=state.controller_epoch,
+                zk_version=stat.version,
+            )
         except BadVersionError:
             data, stat = await self._zk.get(path)
             return state_from_znode(TopicPartitionStateZNode.decode(data), stat.version)
@@ -90,19 +94,25 @@ class Broker:
         self._metadata_changed = asyncio.Event()
         self._topic_configs: dict[str, tuple[TopicInfo, TopicConfig]] = {}
         self._sticky = itertools.count()
-        self._logs = LogManager(Path(config.data_dir), self._default_topic_config,
-                                clock=self.clock)
+        self._logs = LogManager(Path(config.data_dir), self._default_topic_config, clock=self.clock)
         self._flusher = GroupCommitFlusher()
-        self.zk = ZooKeeperClient(config.zookeeper_connect,
-                                  session_timeout_ms=config.zookeeper_session_timeout_ms,
-                                  clock=self.clock)
+        self.zk = ZooKeeperClient(
+            config.zookeeper_connect,
+            session_timeout_ms=config.zookeeper_session_timeout_ms,
+            clock=self.clock,
+        )
         self._session: aiohttp.ClientSession | None = None
         self.replicas: ReplicaManager
         self.peers: HttpPeerClient
-        self.admin = TopicAdmin(zk=self.zk, config=config, metadata=lambda: self._metadata,
-                                wait_for=self.wait_for_metadata)
-        self.controller = Controller(zk=self.zk, config=config, metadata=lambda: self._metadata,
-                                     clock=self.clock)
+        self.admin = TopicAdmin(
+            zk=self.zk,
+            config=config,
+            metadata=lambda: self._metadata,
+            wait_for=self.wait_for_metadata,
+        )
+        self.controller = Controller(
+            zk=self.zk, config=config, metadata=lambda: self._metadata, clock=self.clock
+        )
         self._watcher = MetadataWatcher(self.zk, on_update=self._on_metadata)
         self._registrar: BrokerRegistrar | None = None
         self._runner: web.AppRunner | None = None
@@ -135,8 +145,14 @@ class Broker:
             return topic
         if topic is None and self.config.auto_create_topics_enable:
             with contextlib.suppress(BrokerError):
-                await self.admin.create_topic(name, partitions=None, replication_factor=None,
-                                              configs={}, assignment=None, validate_only=False)
+                await self.admin.create_topic(
+                    name,
+                    partitions=None,
+                    replication_factor=None,
+                    configs={},
+                    assignment=None,
+                    validate_only=False,
+                )
             topic = self._metadata.topics.get(name)
             if topic is not None:
                 return topic
@@ -147,13 +163,15 @@ class Broker:
         live leader, else over all (the produce then reports the missing leader)."""
         me = self.config.broker_id
         local = [p.partition for p in topic.partitions if p.leader == me]
-        pool = local or [p.partition for p in topic.partitions
-                         if p.leader in self._metadata.brokers]
+        pool = local or [
+            p.partition for p in topic.partitions if p.leader in self._metadata.brokers
+        ]
         pool = pool or list(range(len(topic.partitions)))
         return pool[next(self._sticky) % len(pool)]
 
-    async def wait_for_metadata(self, predicate: Callable[[ClusterMetadata], bool],
-                                timeout: float) -> bool:
+    async def wait_for_metadata(
+        self, predicate: Callable[[ClusterMetadata], bool], timeout: float
+    ) -> bool:
         """Wait (bounded) until ``predicate(metadata)`` holds; returns whether it did."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -177,8 +195,9 @@ class Broker:
         for topic_name, partition in delta.partitions:
             topic = snapshot.topics.get(topic_name)
             if topic is not None and partition < len(topic.partitions):
-                self.replicas.apply(topic.partitions[partition], self.topic_config(topic),
-                                    topic.topic_id)
+                self.replicas.apply(
+                    topic.partitions[partition], self.topic_config(topic), topic.topic_id
+                )
         if self._first_snapshot:
             self._first_snapshot = False
             self._delete_orphan_logs(snapshot)
@@ -193,8 +212,10 @@ class Broker:
         """Logs of topics deleted while this broker was down."""
         for plog in self._logs.all_logs():
             topic = snapshot.topics.get(plog.topic)
-            if topic is None or plog.partition >= len(topic.partitions) or (
-                self.config.broker_id not in topic.partitions[plog.partition].replicas
+            if (
+                topic is None
+                or plog.partition >= len(topic.partitions)
+                or (self.config.broker_id not in topic.partitions[plog.partition].replicas)
             ):
                 log.info("deleting log %s: no longer hosted here", plog.name)
                 self._logs.delete_log(plog.topic, plog.partition)
@@ -216,22 +237,33 @@ class Broker:
         """Run until ``stop`` is set, then shut down cleanly."""
         _raise_fd_limit()
         loop = asyncio.get_running_loop()
-        log.info("kbroker %s, broker %d, data in %s", __version__, self.config.broker_id,
-                 self.config.data_dir)
+        log.info(
+            "kbroker %s, broker %d, data in %s",
+            __version__,
+            self.config.broker_id,
+            self.config.data_dir,
+        )
         await loop.run_in_executor(None, self._logs.load)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60))
-        self.peers = HttpPeerClient(self._session, timeout_ms=self.config.produce_timeout_ms
-                                    + 5000)
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+        )
+        self.peers = HttpPeerClient(self._session, timeout_ms=self.config.produce_timeout_ms + 5000)
         self.replicas = self._build_replicas()
         try:
             await self.zk.start(timeout_s=self.config.zookeeper_connection_timeout_ms / 1000)
             self.zk.add_session_listener(self._on_session)
             await ensure_persistent_paths(self.zk)
             await ensure_cluster_id(self.zk)
-            self._registrar = BrokerRegistrar(self.zk, BrokerRegistration.for_url(
-                self.config.broker_id, self.config.url, rack=self.config.rack,
-                timestamp_ms=self.clock.now_ms()), clock=self.clock)
+            self._registrar = BrokerRegistrar(
+                self.zk,
+                BrokerRegistration.for_url(
+                    self.config.broker_id,
+                    self.config.url,
+                    rack=self.config.rack,
+                    timestamp_ms=self.clock.now_ms(),
+                ),
+                clock=self.clock,
+            )
             await self._registrar.start()
             async with asyncio.TaskGroup() as tasks:
                 background = self._start_background(tasks)
@@ -249,14 +281,20 @@ class Broker:
 
     def _build_replicas(self) -> ReplicaManager:
         settings = FetcherSettings(
-            broker_id=self.config.broker_id, max_wait_ms=self.config.replica_fetch_wait_max_ms,
+            broker_id=self.config.broker_id,
+            max_wait_ms=self.config.replica_fetch_wait_max_ms,
             max_bytes=self.config.replica_fetch_max_bytes,
             backoff_ms=self.config.replica_fetch_backoff_ms,
         )
         fetchers = ReplicaFetcherManager(settings, self._leader_endpoint)
-        return ReplicaManager(config=self.config, logs=self._logs, clock=self.clock,
-                              isr_writer=ZkIsrWriter(self.zk), fetchers=fetchers,
-                              flush=self._flush_policy)
+        return ReplicaManager(
+            config=self.config,
+            logs=self._logs,
+            clock=self.clock,
+            isr_writer=ZkIsrWriter(self.zk),
+            fetchers=fetchers,
+            flush=self._flush_policy,
+        )
 
     def _leader_endpoint(self, leader_id: int) -> LeaderEndpoint:
         assert self._session is not None
@@ -264,12 +302,14 @@ class Broker:
         def url() -> str:
             broker = self._metadata.brokers.get(leader_id)
             if broker is None:
-                raise BrokerError(f"leader {leader_id} is not registered",
-                                  ErrorCode.BROKER_NOT_AVAILABLE)
+                raise BrokerError(
+                    f"leader {leader_id} is not registered", ErrorCode.BROKER_NOT_AVAILABLE
+                )
             return broker.url
 
-        return HttpLeaderEndpoint(self._session, url,
-                                  timeout_ms=self.config.replica_fetch_wait_max_ms + 10_000)
+        return HttpLeaderEndpoint(
+            self._session, url, timeout_ms=self.config.replica_fetch_wait_max_ms + 10_000
+        )
 
     async def _flush_policy(self, replica: Partition, next_offset: int) -> None:
         """fsync before acknowledging when the topic's flush.messages asks for it."""
@@ -283,22 +323,31 @@ class Broker:
             tasks.create_task(self._watcher.run(), name="metadata-watcher"),
             tasks.create_task(self.controller.run(), name="controller"),
             tasks.create_task(self.replicas.isr_expiration_loop(), name="isr-expiration"),
-            tasks.create_task(self._logs.retention_loop(c.log_retention_check_interval_ms),
-                              name="retention"),
-            tasks.create_task(self._logs.checkpoint_loop(
-                min(c.log_flush_offset_checkpoint_interval_ms,
-                    c.replica_high_watermark_checkpoint_interval_ms)), name="checkpoints"),
+            tasks.create_task(
+                self._logs.retention_loop(c.log_retention_check_interval_ms), name="retention"
+            ),
+            tasks.create_task(
+                self._logs.checkpoint_loop(
+                    min(
+                        c.log_flush_offset_checkpoint_interval_ms,
+                        c.replica_high_watermark_checkpoint_interval_ms,
+                    )
+                ),
+                name="checkpoints",
+            ),
             tasks.create_task(self._logs.flush_loop(self._flusher, 1000), name="flush"),
         ]
 
     async def _start_http(self) -> None:
         app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=2.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), backlog=1024,
-                           reuse_address=True)
+        site = web.TCPSite(
+            self._runner, host.strip("[]"), int(port), backlog=1024, reuse_address=True
+        )
         await site.start()
 
     async def _stop_http(self) -> None:
@@ -318,9 +367,12 @@ class Broker:
             except BrokerError as exc:
                 log.info("controlled shutdown request failed: %s", exc.message)
                 remaining = -1
-            leading = [p for p in self.replicas.partitions() if p.is_leader
-                       and any(b != self.config.broker_id and b in self._metadata.brokers
-                               for b in p.isr)]
+            leading = [
+                p
+                for p in self.replicas.partitions()
+                if p.is_leader
+                and any(b != self.config.broker_id and b in self._metadata.brokers for b in p.isr)
+            ]
             if remaining == 0 and not leading:
                 log.info("controlled shutdown complete")
                 return
@@ -336,12 +388,16 @@ class Broker:
         assert self._session is not None
         url = self._metadata.brokers[controller_id].url + CONTROLLED_SHUTDOWN_PATH
         try:
-            async with self._session.post(url, json={"broker_id": self.config.broker_id},
-                                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with self._session.post(
+                url,
+                json={"broker_id": self.config.broker_id},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
                 body = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise BrokerError(f"controller unreachable: {exc!r}",
-                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+            raise BrokerError(
+                f"controller unreachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
         if resp.status != 200:
             raise BrokerError(str(body.get("message")), ErrorCode.NOT_CONTROLLER)
         return int(body["remaining_partitions"])
@@ -367,4 +423,3 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-

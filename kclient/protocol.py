@@ -32,9 +32,9 @@ __all__ = [
     "MEDIA_JSON_V2",
     "MEDIA_V2",
     "NEXT_OFFSET_HEADER",
+    "EmbeddedFormat",
     "ErrorCode",
     "ErrorSpec",
-    "EmbeddedFormat",
     "error_spec",
     "murmur2",
     "partition_for_key",
@@ -254,5 +254,6 @@ def partition_for_key(key: bytes, num_partitions: int) -> int:
 def partitions_for_keys(keys: Iterable[bytes], num_partitions: int) -> list[int]:
     """:func:`partition_for_key` for many keys, without a Python-level loop per key."""
     hashes = map(_murmurhash2, keys, repeat(MURMUR2_SEED))
-    return list(map(int.__mod__, map(int.__and__, hashes, repeat(0x7FFFFFFF)),
-                    repeat(num_partitions)))
+    return list(
+        map(int.__mod__, map(int.__and__, hashes, repeat(0x7FFFFFFF)), repeat(num_partitions))
+    )

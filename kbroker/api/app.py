@@ -26,11 +26,13 @@ def build_app(services: Services) -> web.Application:
     )
     app[SERVICES] = services
     app.add_routes(topics.routes())
-    app.add_routes([
-        web.post("/topics/{topic}", produce_to_topic),
-        web.post("/topics/{topic}/partitions/{partition}", produce_to_partition),
-        web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
-    ])
+    app.add_routes(
+        [
+            web.post("/topics/{topic}", produce_to_topic),
+            web.post("/topics/{topic}/partitions/{partition}", produce_to_partition),
+            web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
+        ]
+    )
     app.add_routes(v3.routes())
     app.add_routes(internal.routes())
     app.add_routes(openapi.routes())

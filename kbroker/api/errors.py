@@ -81,4 +81,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unexpected failure in %s %s", request.method, request.path)
         return error_response(
-            BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR))
+            BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR)
+        )

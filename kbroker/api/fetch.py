@@ -39,23 +39,39 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
     partition = partition_path(request)
     fmt = accepted_format(request.headers.get("Accept"))
     offset = offset_param(request)
-    max_bytes = int_param(request, "max_bytes", default=config.fetch_default_max_bytes,
-                          low=1, high=config.fetch_max_bytes)
-    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1,
-                            high=MAX_RECORDS)
-    timeout = int_param(request, "timeout", default=config.fetch_default_wait_ms, low=0,
-                        high=config.fetch_max_wait_ms)
+    max_bytes = int_param(
+        request,
+        "max_bytes",
+        default=config.fetch_default_max_bytes,
+        low=1,
+        high=config.fetch_max_bytes,
+    )
+    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
+    timeout = int_param(
+        request,
+        "timeout",
+        default=config.fetch_default_wait_ms,
+        low=0,
+        high=config.fetch_max_wait_ms,
+    )
     metadata = services.metadata
     metadata.partition(name, partition)
     if metadata.partition(name, partition).leader != config.broker_id and (
         FORWARDED_HEADER not in request.headers
     ):
         return await services.peers.forward(request, metadata.leader_url(name, partition))
-    result = await services.replicas.fetch(name, partition, offset, max_bytes=max_bytes,
-                                           max_wait_ms=timeout)
-    rendered = render_batches(result.data, topic=name, partition=partition,
-                              start_offset=offset, fmt=fmt, max_records=max_records,
-                              max_bytes=max_bytes)
+    result = await services.replicas.fetch(
+        name, partition, offset, max_bytes=max_bytes, max_wait_ms=timeout
+    )
+    rendered = render_batches(
+        result.data,
+        topic=name,
+        partition=partition,
+        start_offset=offset,
+        fmt=fmt,
+        max_records=max_records,
+        max_bytes=max_bytes,
+    )
     response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
     response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
     response.headers[NEXT_OFFSET_HEADER] = str(rendered.next_offset)

@@ -32,27 +32,38 @@ class HttpPeerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
 
     async def forward(
-        self, request: web.Request, url: str, *, body: bytes | None = None,
+        self,
+        request: web.Request,
+        url: str,
+        *,
+        body: bytes | None = None,
         path: str | None = None,
     ) -> web.Response:
         """Send ``request`` (or ``body`` to ``path``) to the broker at ``url``."""
         target = url + (path if path is not None else request.path_qs)
         headers = {h: request.headers[h] for h in _COPIED_HEADERS if h in request.headers}
         headers[FORWARDED_HEADER] = "1"
-        data = body if body is not None else (await request.read() if request.can_read_body
-                                             else None)
+        data = (
+            body if body is not None else (await request.read() if request.can_read_body else None)
+        )
         try:
-            async with self._session.request(request.method, target, data=data,
-                                             headers=headers, timeout=self._timeout) as resp:
+            async with self._session.request(
+                request.method, target, data=data, headers=headers, timeout=self._timeout
+            ) as resp:
                 payload = await resp.read()
-                return web.Response(status=resp.status, body=payload,
-                                    content_type=resp.content_type)
+                return web.Response(
+                    status=resp.status, body=payload, content_type=resp.content_type
+                )
         except aiohttp.ClientConnectorError as exc:
-            raise BrokerError(f"Broker at {url} is not reachable: {exc}",
-                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+            raise BrokerError(
+                f"Broker at {url} is not reachable: {exc}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BrokerError(f"Forwarding to {url} failed: {exc!r}",
-                              ErrorCode.BROKER_NOT_AVAILABLE, after_append=True) from exc
+            raise BrokerError(
+                f"Forwarding to {url} failed: {exc!r}",
+                ErrorCode.BROKER_NOT_AVAILABLE,
+                after_append=True,
+            ) from exc
 
     async def get(self, url: str, path: str) -> bytes:
         """GET ``url + path`` from a peer broker: the body of a 200 answer."""
@@ -60,9 +71,11 @@ class HttpPeerClient:
             async with self._session.get(url + path, timeout=self._timeout) as resp:
                 payload = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BrokerError(f"Broker at {url} is not reachable: {exc!r}",
-                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+            raise BrokerError(
+                f"Broker at {url} is not reachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
         if resp.status != 200:
-            raise BrokerError(f"Broker at {url} answered {resp.status} to {path}",
-                              ErrorCode.BROKER_NOT_AVAILABLE)
+            raise BrokerError(
+                f"Broker at {url} answered {resp.status} to {path}", ErrorCode.BROKER_NOT_AVAILABLE
+            )
         return payload

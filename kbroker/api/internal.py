@@ -38,8 +38,12 @@ async def replica_fetch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     fetch = FetchRequest.from_json(await read_body(request, services.config.max_request_bytes))
     wait = min(fetch.max_wait_ms, services.config.replica_fetch_wait_max_ms * 4)
-    fetch = FetchRequest(replica_id=fetch.replica_id, max_wait_ms=wait,
-                         max_bytes=fetch.max_bytes, partitions=fetch.partitions)
+    fetch = FetchRequest(
+        replica_id=fetch.replica_id,
+        max_wait_ms=wait,
+        max_bytes=fetch.max_bytes,
+        partitions=fetch.partitions,
+    )
     parts = await services.replicas.fetch_for_follower(fetch)
     buffers = encode_fetch_response(parts)
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -55,17 +59,29 @@ async def epoch_end_offsets(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         doc: Any = orjson.loads(await read_body(request, services.config.max_request_bytes))
-        asks = [(str(p["topic"]), int(p["partition"]), int(p["leader_epoch"]))
-                for p in doc["partitions"]]
+        asks = [
+            (str(p["topic"]), int(p["partition"]), int(p["leader_epoch"]))
+            for p in doc["partitions"]
+        ]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BrokerError(f"bad epoch-end-offsets request: {exc}",
-                          ErrorCode.INVALID_PAYLOAD) from exc
+        raise BrokerError(
+            f"bad epoch-end-offsets request: {exc}", ErrorCode.INVALID_PAYLOAD
+        ) from exc
     answers = services.replicas.epoch_end_offsets(asks)
-    return json_response({"partitions": [
-        {"topic": t, "partition": p, "error_code": a.error_code,
-         "leader_epoch": a.leader_epoch, "end_offset": a.end_offset}
-        for (t, p), a in answers.items()
-    ]})
+    return json_response(
+        {
+            "partitions": [
+                {
+                    "topic": t,
+                    "partition": p,
+                    "error_code": a.error_code,
+                    "leader_epoch": a.leader_epoch,
+                    "end_offset": a.end_offset,
+                }
+                for (t, p), a in answers.items()
+            ]
+        }
+    )
 
 
 async def led_offsets(request: web.Request) -> web.Response:
@@ -81,8 +97,9 @@ async def controlled_shutdown(request: web.Request) -> web.Response:
         doc: Any = orjson.loads(await read_body(request, 4096))
         broker_id = int(doc["broker_id"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BrokerError(f"bad controlled shutdown request: {exc}",
-                          ErrorCode.INVALID_PAYLOAD) from exc
+        raise BrokerError(
+            f"bad controlled shutdown request: {exc}", ErrorCode.INVALID_PAYLOAD
+        ) from exc
     remaining = await services.controller.controlled_shutdown(broker_id)
     return json_response({"remaining_partitions": remaining})
 

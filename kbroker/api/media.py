@@ -30,7 +30,10 @@ _PRODUCE: Final = {
     MEDIA_JSON: EmbeddedFormat.JSON,
 }
 _GENERIC_ACCEPT: Final = frozenset({"*/*", "application/*", MEDIA_JSON, MEDIA_V2})
-MEDIA_OF_FORMAT: Final = {EmbeddedFormat.JSON: MEDIA_JSON_V2, EmbeddedFormat.BINARY: MEDIA_BINARY_V2}
+MEDIA_OF_FORMAT: Final = {
+    EmbeddedFormat.JSON: MEDIA_JSON_V2,
+    EmbeddedFormat.BINARY: MEDIA_BINARY_V2,
+}
 
 
 def media_type_of(header: str | None) -> str:
@@ -63,8 +66,9 @@ def require_json_body(content_type: str | None) -> None:
         )
 
 
-def accepted_format(accept: str | None, default: EmbeddedFormat = EmbeddedFormat.JSON
-                    ) -> EmbeddedFormat:
+def accepted_format(
+    accept: str | None, default: EmbeddedFormat = EmbeddedFormat.JSON
+) -> EmbeddedFormat:
     """The record format an Accept header asks for, or 406 NOT_ACCEPTABLE.
 
     The first acceptable entry wins (quality factors are not weighed); ``*/*``,

@@ -43,8 +43,9 @@ def _error_responses(*codes: ErrorCode) -> dict[str, Any]:
         by_status.setdefault(error_spec(code).status, []).append(code)
     return {
         str(status): {
-            "description": "; ".join(f"{int(c)} {c.name}: {error_spec(c).description}"
-                                     for c in group),
+            "description": "; ".join(
+                f"{int(c)} {c.name}: {error_spec(c).description}" for c in group
+            ),
             "content": {MEDIA_JSON: {"schema": _ref("Error")}},
         }
         for status, group in sorted(by_status.items())
@@ -55,29 +56,44 @@ _ALWAYS: Final = (ErrorCode.INTERNAL_ERROR,)
 _TOPIC_ERRORS: Final = (ErrorCode.UNKNOWN_TOPIC, *_ALWAYS)
 _PARTITION_ERRORS: Final = (ErrorCode.UNKNOWN_TOPIC, ErrorCode.UNKNOWN_PARTITION, *_ALWAYS)
 _BODY_ERRORS: Final = (
-    ErrorCode.MALFORMED_REQUEST, ErrorCode.REQUEST_TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.MALFORMED_REQUEST,
+    ErrorCode.REQUEST_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.INVALID_PAYLOAD,
 )
 _FORWARD_ERRORS: Final = (
-    ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.BROKER_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER,
+    ErrorCode.LEADER_NOT_AVAILABLE,
+    ErrorCode.BROKER_NOT_AVAILABLE,
 )
 
 
 def _path_param(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": schema,
-            "description": description}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
 
 
-def _query_param(name: str, schema: Schema, description: str, required: bool = False
-                 ) -> Schema:
-    return {"name": name, "in": "query", "required": required, "schema": schema,
-            "description": description}
+def _query_param(name: str, schema: Schema, description: str, required: bool = False) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
 
 
 _TOPIC: Final = _path_param(
-    "topic", {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"}, "Topic name.")
+    "topic", {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"}, "Topic name."
+)
 _PARTITION: Final = _path_param(
-    "partition", {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION}, "Partition.")
+    "partition", {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION}, "Partition."
+)
 _CLUSTER: Final = _path_param("cluster_id", {"type": "string"}, "Cluster id (GET /v3/clusters).")
 _CONFIG_NAME: Final = _path_param("name", {"type": "string"}, "Topic config name.")
 _BROKER: Final = _path_param("broker_id", {"type": "integer", "minimum": 0}, "Broker id.")
@@ -87,19 +103,28 @@ def _json(schema: Schema, *media: str) -> dict[str, Any]:
     return {m: {"schema": schema} for m in (media or (MEDIA_JSON,))}
 
 
-def _ok(description: str, schema: Schema | None, *media: str, status: str = "200"
-        ) -> dict[str, Any]:
+def _ok(
+    description: str, schema: Schema | None, *media: str, status: str = "200"
+) -> dict[str, Any]:
     body: dict[str, Any] = {"description": description}
     if schema is not None:
         body["content"] = _json(schema, *media)
     return {status: body}
 
 
-def _op(summary: str, params: list[Schema], responses: dict[str, Any],
-        errors: tuple[ErrorCode, ...], body: dict[str, Any] | None = None,
-        tag: str = "v2") -> dict[str, Any]:
+def _op(
+    summary: str,
+    params: list[Schema],
+    responses: dict[str, Any],
+    errors: tuple[ErrorCode, ...],
+    *,
+    body: dict[str, Any] | None = None,
+    tag: str = "v2",
+) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "summary": summary, "tags": [tag], "parameters": params,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params,
         "responses": {**responses, **_error_responses(*errors)},
     }
     if body is not None:
@@ -110,156 +135,354 @@ def _op(summary: str, params: list[Schema], responses: dict[str, Any],
 def _schemas() -> dict[str, Schema]:
     integer = {"type": "integer"}
     nullable_int = {"type": "integer", "nullable": True}
-    header = {"type": "object", "properties": {
-        "key": {"type": "string"}, "value": {"type": "string", "format": "byte",
-                                             "nullable": True}},
-        "required": ["key"]}
+    header = {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "value": {"type": "string", "format": "byte", "nullable": True},
+        },
+        "required": ["key"],
+    }
     return {
-        "Error": {"type": "object", "required": ["error_code", "message"], "properties": {
-            "error_code": integer, "message": {"type": "string"},
-            "retriable": {"type": "boolean"},
-            "after_append": {"type": "boolean",
-                             "description": "The records were written before the failure."},
-        }},
-        "ProduceRecord": {"type": "object", "additionalProperties": False, "properties": {
-            "key": {"description": "JSON document (json format) or base64 (binary format)."},
-            "value": {"description": "JSON document (json format) or base64 (binary format)."},
-            "partition": {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION},
-            "timestamp": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP,
-                          "description": "Milliseconds since the epoch (extension)."},
-            "headers": {"type": "array", "items": header},
-        }},
-        "ProduceRequest": {"type": "object", "required": ["records"], "properties": {
-            "records": {"type": "array", "items": _ref("ProduceRecord")},
-            "key_schema": {"nullable": True}, "key_schema_id": {"nullable": True},
-            "value_schema": {"nullable": True}, "value_schema_id": {"nullable": True},
-        }},
-        "ProduceResponse": {"type": "object", "properties": {
-            "offsets": {"type": "array", "items": {"type": "object", "properties": {
-                "partition": nullable_int, "offset": nullable_int,
-                "error_code": nullable_int, "error": {"type": "string", "nullable": True},
-            }}},
-            "key_schema_id": nullable_int, "value_schema_id": nullable_int,
-        }},
-        "Record": {"type": "object", "properties": {
-            "topic": {"type": "string"}, "partition": integer, "offset": integer,
-            "timestamp": integer, "key": {}, "value": {},
-            "headers": {"type": "array", "items": header},
-        }},
-        "Offsets": {"type": "object", "properties": {
-            "beginning_offset": integer, "end_offset": integer, "timestamp": integer,
-            "offset": nullable_int, "record_timestamp": nullable_int,
-        }},
-        "Partition": {"type": "object", "properties": {
-            "partition": integer, "leader": nullable_int,
-            "replicas": {"type": "array", "items": {"type": "object", "properties": {
-                "broker": integer, "leader": {"type": "boolean"},
-                "in_sync": {"type": "boolean"}}}},
-            "leader_epoch": integer, "isr": {"type": "array", "items": integer},
-            "under_replicated": {"type": "boolean"}, "offline": {"type": "boolean"},
-            "log_start_offset": nullable_int, "high_watermark": nullable_int,
-            "log_end_offset": nullable_int,
-        }},
-        "Topic": {"type": "object", "properties": {
-            "name": {"type": "string"},
-            "configs": {"type": "object", "additionalProperties": {"type": "string"}},
-            "partitions": {"type": "array", "items": _ref("Partition")},
-        }},
-        "V3Resource": {"type": "object", "properties": {
-            "kind": {"type": "string"}, "metadata": {"type": "object"}},
-            "additionalProperties": True},
-        "V3List": {"type": "object", "properties": {
-            "kind": {"type": "string"}, "metadata": {"type": "object"},
-            "data": {"type": "array", "items": _ref("V3Resource")}}},
-        "CreateTopic": {"type": "object", "required": ["topic_name"],
-                        "additionalProperties": False, "properties": {
-            "topic_name": {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"},
-            "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000},
-            "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
-            "replicas_assignments": {"type": "array", "items": {"type": "object", "properties": {
-                "partition_id": integer, "broker_ids": {"type": "array", "items": integer}}}},
-            "configs": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                   "properties": {"name": {"type": "string"},
-                                                                  "value": {}}}},
-            "validate_only": {"type": "boolean"},
-        }},
+        "Error": {
+            "type": "object",
+            "required": ["error_code", "message"],
+            "properties": {
+                "error_code": integer,
+                "message": {"type": "string"},
+                "retriable": {"type": "boolean"},
+                "after_append": {
+                    "type": "boolean",
+                    "description": "The records were written before the failure.",
+                },
+            },
+        },
+        "ProduceRecord": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "key": {"description": "JSON document (json format) or base64 (binary format)."},
+                "value": {"description": "JSON document (json format) or base64 (binary format)."},
+                "partition": {"type": "integer", "minimum": 0, "maximum": MAX_PARTITION},
+                "timestamp": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_TIMESTAMP,
+                    "description": "Milliseconds since the epoch (extension).",
+                },
+                "headers": {"type": "array", "items": header},
+            },
+        },
+        "ProduceRequest": {
+            "type": "object",
+            "required": ["records"],
+            "properties": {
+                "records": {"type": "array", "items": _ref("ProduceRecord")},
+                "key_schema": {"nullable": True},
+                "key_schema_id": {"nullable": True},
+                "value_schema": {"nullable": True},
+                "value_schema_id": {"nullable": True},
+            },
+        },
+        "ProduceResponse": {
+            "type": "object",
+            "properties": {
+                "offsets": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "partition": nullable_int,
+                            "offset": nullable_int,
+                            "error_code": nullable_int,
+                            "error": {"type": "string", "nullable": True},
+                        },
+                    },
+                },
+                "key_schema_id": nullable_int,
+                "value_schema_id": nullable_int,
+            },
+        },
+        "Record": {
+            "type": "object",
+            "properties": {
+                "topic": {"type": "string"},
+                "partition": integer,
+                "offset": integer,
+                "timestamp": integer,
+                "key": {},
+                "value": {},
+                "headers": {"type": "array", "items": header},
+            },
+        },
+        "Offsets": {
+            "type": "object",
+            "properties": {
+                "beginning_offset": integer,
+                "end_offset": integer,
+                "timestamp": integer,
+                "offset": nullable_int,
+                "record_timestamp": nullable_int,
+            },
+        },
+        "Partition": {
+            "type": "object",
+            "properties": {
+                "partition": integer,
+                "leader": nullable_int,
+                "replicas": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "broker": integer,
+                            "leader": {"type": "boolean"},
+                            "in_sync": {"type": "boolean"},
+                        },
+                    },
+                },
+                "leader_epoch": integer,
+                "isr": {"type": "array", "items": integer},
+                "under_replicated": {"type": "boolean"},
+                "offline": {"type": "boolean"},
+                "log_start_offset": nullable_int,
+                "high_watermark": nullable_int,
+                "log_end_offset": nullable_int,
+            },
+        },
+        "Topic": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "configs": {"type": "object", "additionalProperties": {"type": "string"}},
+                "partitions": {"type": "array", "items": _ref("Partition")},
+            },
+        },
+        "V3Resource": {
+            "type": "object",
+            "properties": {"kind": {"type": "string"}, "metadata": {"type": "object"}},
+            "additionalProperties": True,
+        },
+        "V3List": {
+            "type": "object",
+            "properties": {
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "data": {"type": "array", "items": _ref("V3Resource")},
+            },
+        },
+        "CreateTopic": {
+            "type": "object",
+            "required": ["topic_name"],
+            "additionalProperties": False,
+            "properties": {
+                "topic_name": {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"},
+                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
+                "replicas_assignments": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "partition_id": integer,
+                            "broker_ids": {"type": "array", "items": integer},
+                        },
+                    },
+                },
+                "configs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "value": {}},
+                    },
+                },
+                "validate_only": {"type": "boolean"},
+            },
+        },
         "ConfigValue": {"type": "object", "required": ["value"], "properties": {"value": {}}},
-        "AlterConfigs": {"type": "object", "required": ["data"], "properties": {
-            "data": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                "properties": {
-                "name": {"type": "string"}, "value": {},
-                "operation": {"type": "string", "enum": ["SET", "DELETE"]}}}}}},
-        "PatchTopic": {"type": "object", "properties": {
-            "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000}}},
+        "AlterConfigs": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "value": {},
+                            "operation": {"type": "string", "enum": ["SET", "DELETE"]},
+                        },
+                    },
+                }
+            },
+        },
+        "PatchTopic": {
+            "type": "object",
+            "properties": {
+                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000}
+            },
+        },
     }
 
 
 def _produce_body() -> dict[str, Any]:
-    return {"required": True, "content": _json(
-        _ref("ProduceRequest"), MEDIA_JSON_V2, MEDIA_BINARY_V2, MEDIA_V2, MEDIA_JSON)}
+    return {
+        "required": True,
+        "content": _json(
+            _ref("ProduceRequest"), MEDIA_JSON_V2, MEDIA_BINARY_V2, MEDIA_V2, MEDIA_JSON
+        ),
+    }
 
 
 def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
-    produce_errors = (*_PARTITION_ERRORS, *_BODY_ERRORS, ErrorCode.JSON_CONVERSION,
-                      ErrorCode.RECORD_TOO_LARGE, ErrorCode.INVALID_PARAMETER)
+    produce_errors = (
+        *_PARTITION_ERRORS,
+        *_BODY_ERRORS,
+        ErrorCode.JSON_CONVERSION,
+        ErrorCode.RECORD_TOO_LARGE,
+        ErrorCode.INVALID_PARAMETER,
+    )
     fetch_params = [
-        _TOPIC, _PARTITION,
-        _query_param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
-                     "First offset to return.", required=True),
-        _query_param("max_bytes", {"type": "integer", "minimum": 1,
-                                   "maximum": config.fetch_max_bytes,
-                                   "default": config.fetch_default_max_bytes},
-                     "Bound on the stored size of the records returned (at least one)."),
-        _query_param("max_records", {"type": "integer", "minimum": 1, "maximum": MAX_RECORDS},
-                     "Most records to return."),
-        _query_param("timeout", {"type": "integer", "minimum": 0,
-                                 "maximum": config.fetch_max_wait_ms,
-                                 "default": config.fetch_default_wait_ms},
-                     "Milliseconds to wait while no record is available."),
+        _TOPIC,
+        _PARTITION,
+        _query_param(
+            "offset",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            "First offset to return.",
+            required=True,
+        ),
+        _query_param(
+            "max_bytes",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": config.fetch_max_bytes,
+                "default": config.fetch_default_max_bytes,
+            },
+            "Bound on the stored size of the records returned (at least one).",
+        ),
+        _query_param(
+            "max_records",
+            {"type": "integer", "minimum": 1, "maximum": MAX_RECORDS},
+            "Most records to return.",
+        ),
+        _query_param(
+            "timeout",
+            {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": config.fetch_max_wait_ms,
+                "default": config.fetch_default_wait_ms,
+            },
+            "Milliseconds to wait while no record is available.",
+        ),
     ]
-    acks = _query_param("acks", {"type": "string", "enum": ["0", "1", "-1", "all"]},
-                        "Acknowledgement level (default all); also the X-Kafka-Acks header.")
+    acks = _query_param(
+        "acks",
+        {"type": "string", "enum": ["0", "1", "-1", "all"]},
+        "Acknowledgement level (default all); also the X-Kafka-Acks header.",
+    )
     records = {"type": "array", "items": _ref("Record")}
     return {
         "/": {"get": _op("Liveness", [], _ok("Empty object", {"type": "object"}), _ALWAYS)},
-        "/brokers": {"get": _op("Live broker ids", [], _ok("Broker ids", {
-            "type": "object", "properties": {"brokers": {"type": "array", "items": {
-                "type": "integer"}}}}), _ALWAYS)},
-        "/topics": {"get": _op("Topic names", [], _ok("Names", {
-            "type": "array", "items": {"type": "string"}}), _ALWAYS)},
+        "/brokers": {
+            "get": _op(
+                "Live broker ids",
+                [],
+                _ok(
+                    "Broker ids",
+                    {
+                        "type": "object",
+                        "properties": {"brokers": {"type": "array", "items": {"type": "integer"}}},
+                    },
+                ),
+                _ALWAYS,
+            )
+        },
+        "/topics": {
+            "get": _op(
+                "Topic names",
+                [],
+                _ok("Names", {"type": "array", "items": {"type": "string"}}),
+                _ALWAYS,
+            )
+        },
         "/topics/{topic}": {
-            "get": _op("Describe a topic", [_TOPIC], _ok("Topic", _ref("Topic")),
-                       _TOPIC_ERRORS),
-            "post": _op("Produce records (partitioned by key, or sticky)", [_TOPIC, acks],
-                        _ok("Offsets", _ref("ProduceResponse")), produce_errors,
-                        body=_produce_body()),
+            "get": _op("Describe a topic", [_TOPIC], _ok("Topic", _ref("Topic")), _TOPIC_ERRORS),
+            "post": _op(
+                "Produce records (partitioned by key, or sticky)",
+                [_TOPIC, acks],
+                _ok("Offsets", _ref("ProduceResponse")),
+                produce_errors,
+                body=_produce_body(),
+            ),
         },
-        "/topics/{topic}/partitions": {"get": _op(
-            "Describe partitions", [_TOPIC],
-            _ok("Partitions", {"type": "array", "items": _ref("Partition")}), _TOPIC_ERRORS)},
+        "/topics/{topic}/partitions": {
+            "get": _op(
+                "Describe partitions",
+                [_TOPIC],
+                _ok("Partitions", {"type": "array", "items": _ref("Partition")}),
+                _TOPIC_ERRORS,
+            )
+        },
         "/topics/{topic}/partitions/{partition}": {
-            "get": _op("Describe a partition", [_TOPIC, _PARTITION],
-                       _ok("Partition", _ref("Partition")), _PARTITION_ERRORS),
-            "post": _op("Produce records to a partition", [_TOPIC, _PARTITION, acks],
-                        _ok("Offsets", _ref("ProduceResponse")), produce_errors,
-                        body=_produce_body()),
+            "get": _op(
+                "Describe a partition",
+                [_TOPIC, _PARTITION],
+                _ok("Partition", _ref("Partition")),
+                _PARTITION_ERRORS,
+            ),
+            "post": _op(
+                "Produce records to a partition",
+                [_TOPIC, _PARTITION, acks],
+                _ok("Offsets", _ref("ProduceResponse")),
+                produce_errors,
+                body=_produce_body(),
+            ),
         },
-        "/topics/{topic}/partitions/{partition}/offsets": {"get": _op(
-            "Beginning and end offsets; first offset at or after a timestamp",
-            [_TOPIC, _PARTITION, _query_param(
-                "timestamp", {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
-                "Look up the first offset whose timestamp is at or after this.")],
-            _ok("Offsets", _ref("Offsets")),
-            (*_PARTITION_ERRORS, ErrorCode.INVALID_PARAMETER, *_FORWARD_ERRORS))},
-        "/topics/{topic}/partitions/{partition}/records": {"get": _op(
-            "Fetch records from an offset (stateless, long-polls while none)", fetch_params,
-            _ok("Records", records, MEDIA_JSON_V2, MEDIA_BINARY_V2),
-            (*_PARTITION_ERRORS, ErrorCode.INVALID_OFFSET, ErrorCode.INVALID_PARAMETER,
-             ErrorCode.OFFSET_OUT_OF_RANGE, ErrorCode.NOT_ACCEPTABLE,
-             ErrorCode.JSON_CONVERSION, *_FORWARD_ERRORS))},
-        "/openapi.json": {"get": _op("This document", [], _ok("OpenAPI 3.0", {
-            "type": "object"}), _ALWAYS)},
+        "/topics/{topic}/partitions/{partition}/offsets": {
+            "get": _op(
+                "Beginning and end offsets; first offset at or after a timestamp",
+                [
+                    _TOPIC,
+                    _PARTITION,
+                    _query_param(
+                        "timestamp",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
+                        "Look up the first offset whose timestamp is at or after this.",
+                    ),
+                ],
+                _ok("Offsets", _ref("Offsets")),
+                (*_PARTITION_ERRORS, ErrorCode.INVALID_PARAMETER, *_FORWARD_ERRORS),
+            )
+        },
+        "/topics/{topic}/partitions/{partition}/records": {
+            "get": _op(
+                "Fetch records from an offset (stateless, long-polls while none)",
+                fetch_params,
+                _ok("Records", records, MEDIA_JSON_V2, MEDIA_BINARY_V2),
+                (
+                    *_PARTITION_ERRORS,
+                    ErrorCode.INVALID_OFFSET,
+                    ErrorCode.INVALID_PARAMETER,
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
+                    ErrorCode.NOT_ACCEPTABLE,
+                    ErrorCode.JSON_CONVERSION,
+                    *_FORWARD_ERRORS,
+                ),
+            )
+        },
+        "/openapi.json": {
+            "get": _op("This document", [], _ok("OpenAPI 3.0", {"type": "object"}), _ALWAYS)
+        },
     }
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": _json(_ref(name))}
 
 
 def _v3_paths() -> dict[str, Any]:
@@ -270,48 +493,94 @@ def _v3_paths() -> dict[str, Any]:
     cl = (ErrorCode.UNKNOWN_CLUSTER, *_ALWAYS)
     tp = (ErrorCode.UNKNOWN_CLUSTER, *_TOPIC_ERRORS)
     pa = (ErrorCode.UNKNOWN_CLUSTER, *_PARTITION_ERRORS)
-    admin = (ErrorCode.INVALID_CONFIG, ErrorCode.ZOOKEEPER_UNAVAILABLE, ErrorCode.REQUEST_TIMED_OUT,
-             *_BODY_ERRORS)
-    body = lambda name: {"required": True, "content": _json(_ref(name))}  # noqa: E731
+    admin = (
+        ErrorCode.INVALID_CONFIG,
+        ErrorCode.ZOOKEEPER_UNAVAILABLE,
+        ErrorCode.REQUEST_TIMED_OUT,
+        *_BODY_ERRORS,
+    )
     created = _ok("Created", _ref("V3Resource"), status="201")
     return {
         "/v3/clusters": {"get": _op("Clusters", [], lst, _ALWAYS, tag="v3")},
         c: {"get": _op("Cluster", [_CLUSTER], one, cl, tag="v3")},
         c + "/brokers": {"get": _op("Brokers", [_CLUSTER], lst, cl, tag="v3")},
-        c + "/brokers/{broker_id}": {"get": _op(
-            "Broker", [_CLUSTER, _BROKER], one, (*cl, ErrorCode.UNKNOWN_BROKER), tag="v3")},
+        c + "/brokers/{broker_id}": {
+            "get": _op(
+                "Broker", [_CLUSTER, _BROKER], one, (*cl, ErrorCode.UNKNOWN_BROKER), tag="v3"
+            )
+        },
         c + "/topics": {
             "get": _op("Topics", [_CLUSTER], lst, cl, tag="v3"),
-            "post": _op("Create a topic", [_CLUSTER], {**created, **_ok("Validated", None)},
-                        (*cl, *admin, ErrorCode.TOPIC_ALREADY_EXISTS,
-                         ErrorCode.INVALID_TOPIC_NAME, ErrorCode.INVALID_PARTITIONS,
-                         ErrorCode.INVALID_REPLICATION_FACTOR), body=body("CreateTopic"),
-                        tag="v3"),
+            "post": _op(
+                "Create a topic",
+                [_CLUSTER],
+                {**created, **_ok("Validated", None)},
+                (
+                    *cl,
+                    *admin,
+                    ErrorCode.TOPIC_ALREADY_EXISTS,
+                    ErrorCode.INVALID_TOPIC_NAME,
+                    ErrorCode.INVALID_PARTITIONS,
+                    ErrorCode.INVALID_REPLICATION_FACTOR,
+                ),
+                body=_body("CreateTopic"),
+                tag="v3",
+            ),
         },
         t: {
             "get": _op("Topic", [_CLUSTER, _TOPIC], one, tp, tag="v3"),
-            "patch": _op("Add partitions", [_CLUSTER, _TOPIC], one,
-                         (*tp, *admin, ErrorCode.INVALID_PARTITIONS), body=body("PatchTopic"),
-                         tag="v3"),
+            "patch": _op(
+                "Add partitions",
+                [_CLUSTER, _TOPIC],
+                one,
+                (*tp, *admin, ErrorCode.INVALID_PARTITIONS),
+                body=_body("PatchTopic"),
+                tag="v3",
+            ),
             "delete": _op("Delete a topic", [_CLUSTER, _TOPIC], none, (*tp, *admin), tag="v3"),
         },
         t + "/configs": {"get": _op("Topic configs", [_CLUSTER, _TOPIC], lst, tp, tag="v3")},
-        t + "/configs:alter": {"post": _op(
-            "Set or delete topic configs", [_CLUSTER, _TOPIC], none, (*tp, *admin),
-            body=body("AlterConfigs"), tag="v3")},
+        t + "/configs:alter": {
+            "post": _op(
+                "Set or delete topic configs",
+                [_CLUSTER, _TOPIC],
+                none,
+                (*tp, *admin),
+                body=_body("AlterConfigs"),
+                tag="v3",
+            )
+        },
         t + "/configs/{name}": {
-            "get": _op("Topic config", [_CLUSTER, _TOPIC, _CONFIG_NAME], one,
-                       (*tp, ErrorCode.UNKNOWN_CONFIG), tag="v3"),
-            "put": _op("Set a topic config", [_CLUSTER, _TOPIC, _CONFIG_NAME], none,
-                       (*tp, *admin), body=body("ConfigValue"), tag="v3"),
-            "delete": _op("Reset a topic config", [_CLUSTER, _TOPIC, _CONFIG_NAME], none,
-                          (*tp, *admin, ErrorCode.UNKNOWN_CONFIG), tag="v3"),
+            "get": _op(
+                "Topic config",
+                [_CLUSTER, _TOPIC, _CONFIG_NAME],
+                one,
+                (*tp, ErrorCode.UNKNOWN_CONFIG),
+                tag="v3",
+            ),
+            "put": _op(
+                "Set a topic config",
+                [_CLUSTER, _TOPIC, _CONFIG_NAME],
+                none,
+                (*tp, *admin),
+                body=_body("ConfigValue"),
+                tag="v3",
+            ),
+            "delete": _op(
+                "Reset a topic config",
+                [_CLUSTER, _TOPIC, _CONFIG_NAME],
+                none,
+                (*tp, *admin, ErrorCode.UNKNOWN_CONFIG),
+                tag="v3",
+            ),
         },
         t + "/partitions": {"get": _op("Partitions", [_CLUSTER, _TOPIC], lst, tp, tag="v3")},
-        t + "/partitions/{partition}": {"get": _op(
-            "Partition", [_CLUSTER, _TOPIC, _PARTITION], one, pa, tag="v3")},
-        t + "/partitions/{partition}/replicas": {"get": _op(
-            "Replicas", [_CLUSTER, _TOPIC, _PARTITION], lst, pa, tag="v3")},
+        t + "/partitions/{partition}": {
+            "get": _op("Partition", [_CLUSTER, _TOPIC, _PARTITION], one, pa, tag="v3")
+        },
+        t + "/partitions/{partition}/replicas": {
+            "get": _op("Replicas", [_CLUSTER, _TOPIC, _PARTITION], lst, pa, tag="v3")
+        },
     }
 
 
@@ -319,9 +588,12 @@ def build_spec(config: BrokerConfig) -> dict[str, Any]:
     """The OpenAPI document for a broker with ``config``."""
     return {
         "openapi": "3.0.3",
-        "info": {"title": "kbroker HTTP API", "version": __version__,
-                 "description": "Confluent REST Proxy v2/v3 compatible API with kbroker "
-                                "extensions; see docs/api.md."},
+        "info": {
+            "title": "kbroker HTTP API",
+            "version": __version__,
+            "description": "Confluent REST Proxy v2/v3 compatible API with kbroker "
+            "extensions; see docs/api.md.",
+        },
         "servers": [{"url": config.url}],
         "paths": {**_v2_paths(config), **_v3_paths()},
         "components": {"schemas": _schemas()},

@@ -27,7 +27,7 @@ __all__ = [
 
 #: Largest offset a request may name (Kafka offsets are signed 64-bit).
 MAX_OFFSET: Final = (1 << 63) - 1
-TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]{1,%d}" % MAX_TOPIC_NAME_LENGTH)
+TOPIC_NAME: Final = re.compile(rf"[a-zA-Z0-9._-]{{1,{MAX_TOPIC_NAME_LENGTH}}}")
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -69,8 +69,9 @@ def int_param(
 
 
 def offset_param(request: web.Request, name: str = "offset", default: int | None = None) -> int:
-    return int_param(request, name, default=default, low=0, high=MAX_OFFSET,
-                     code=ErrorCode.INVALID_OFFSET)
+    return int_param(
+        request, name, default=default, low=0, high=MAX_OFFSET, code=ErrorCode.INVALID_OFFSET
+    )
 
 
 _ACKS: Final = {"0": 0, "1": 1, "-1": -1, "all": -1}

@@ -33,8 +33,11 @@ def local_led_offsets(services: Services, topic: str) -> dict[int, Offsets]:
     for replica in services.replicas.partitions():
         if replica.topic == topic and replica.is_leader:
             plog = replica.log
-            out[replica.partition] = (plog.log_start_offset, plog.high_watermark,
-                                      plog.log_end_offset)
+            out[replica.partition] = (
+                plog.log_start_offset,
+                plog.high_watermark,
+                plog.log_end_offset,
+            )
     return out
 
 
@@ -52,8 +55,9 @@ async def gather_offsets(services: Services, topic: TopicInfo) -> dict[int, Offs
         try:
             body = await services.peers.get(url, f"{LED_OFFSETS_PATH}?topic={topic.name}")
         except BrokerError as exc:
-            log.info("offsets of %s from broker %d unavailable: %s", topic.name, broker_id,
-                     exc.message)
+            log.info(
+                "offsets of %s from broker %d unavailable: %s", topic.name, broker_id, exc.message
+            )
             return {}
         doc: Any = orjson.loads(body)
         return {int(p): (o[0], o[1], o[2]) for p, o in doc["partitions"].items()}
@@ -70,8 +74,7 @@ def describe_partition(info: PartitionInfo, offsets: Offsets | None) -> dict[str
         "partition": info.partition,
         "leader": info.leader if info.leader >= 0 else None,
         "replicas": [
-            {"broker": b, "leader": b == info.leader, "in_sync": b in isr}
-            for b in info.replicas
+            {"broker": b, "leader": b == info.leader, "in_sync": b in isr} for b in info.replicas
         ],
         "leader_epoch": info.leader_epoch,
         "isr": list(info.isr),

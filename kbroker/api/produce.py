@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -58,43 +59,62 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return await request.read()
 
 
-async def produce_to_topic(request: web.Request) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One produce request, validated: what every per-partition step needs."""
+
+    request: web.Request
+    services: Services
+    topic: TopicInfo
+    body: ProduceBody
+    acks: int
+    forwarded: bool
+
+
+async def _job(request: web.Request) -> _Job:
     services = request.app[SERVICES]
     fmt = produce_format(request.headers.get("Content-Type"))
     acks = acks_param(request, ACKS_HEADER)
     body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
     topic = await services.ensure_topic(topic_path(request))
-    if not body.records:
+    return _Job(
+        request=request,
+        services=services,
+        topic=topic,
+        body=body,
+        acks=acks,
+        forwarded=FORWARDED_HEADER in request.headers,
+    )
+
+
+async def produce_to_topic(request: web.Request) -> web.Response:
+    job = await _job(request)
+    if not job.body.records:
         return json_response(encode_offsets_response([]))
-    targets = _route(services, topic, body)
-    return await _produce(request, services, topic, body, targets, acks)
+    return await _produce(job, _route(job))
 
 
 async def produce_to_partition(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    fmt = produce_format(request.headers.get("Content-Type"))
-    acks = acks_param(request, ACKS_HEADER)
-    body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
-    name = topic_path(request)
     partition = partition_path(request)
-    topic = await services.ensure_topic(name)
-    topic.partition(partition)
-    if not body.records:
+    job = await _job(request)
+    job.topic.partition(partition)
+    if not job.body.records:
         return json_response(encode_offsets_response([]))
-    explicit = body.explicit_partitions()
+    explicit = job.body.explicit_partitions()
     if explicit is not None and set(explicit) - {None, partition}:
         raise InvalidRequestError(
-            f"records sent to partition {partition} may not name another partition")
-    positions = range(len(body.records))
-    return await _produce(request, services, topic, body, {partition: positions}, acks)
+            f"records sent to partition {partition} may not name another partition"
+        )
+    return await _produce(job, {partition: range(len(job.body.records))})
 
 
-def _route(services: Services, topic: TopicInfo, body: ProduceBody) -> dict[int, Sequence[int]]:
+def _route(job: _Job) -> Mapping[int, Sequence[int]]:
     """Partition -> positions of its records in the request (each in request order)."""
+    body, topic = job.body, job.topic
     count = len(topic.partitions)
     explicit = body.explicit_partitions()
     if explicit is None and not body.has_keys():
-        return {services.sticky_partition(topic): range(len(body.records))}
+        return {job.services.sticky_partition(topic): range(len(body.records))}
     keyed = body.key_partitions(count) if body.has_keys() else [None] * len(body.records)
     sticky: int | None = None
     groups: dict[int, list[int]] = defaultdict(list)
@@ -102,45 +122,39 @@ def _route(services: Services, topic: TopicInfo, body: ProduceBody) -> dict[int,
         target = chosen if chosen is not None else by_key
         if target is None:
             if sticky is None:
-                sticky = services.sticky_partition(topic)
+                sticky = job.services.sticky_partition(topic)
             target = sticky
         if target >= count:
-            raise BrokerError(f"Partition {target} of topic {topic.name} not found",
-                              ErrorCode.UNKNOWN_PARTITION)
+            raise BrokerError(
+                f"Partition {target} of topic {topic.name} not found", ErrorCode.UNKNOWN_PARTITION
+            )
         groups[target].append(position)
     return groups
 
 
-async def _produce(
-    request: web.Request,
-    services: Services,
-    topic: TopicInfo,
-    body: ProduceBody,
-    targets: dict[int, Sequence[int]],
-    acks: int,
-) -> web.Response:
-    forwarded = FORWARDED_HEADER in request.headers
+async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Response:
     if len(targets) == 1:
-        (partition, positions), = targets.items()
-        outcome = await _produce_partition(
-            request, services, topic, body, partition, positions, acks, forwarded)
+        ((partition, positions),) = targets.items()
+        outcome = await _produce_partition(job, partition, positions)
         if isinstance(outcome, int):
-            if acks == 0:
-                return json_response(encode_offsets_response(
-                    [(partition, None, None, None)] * len(positions)))
-            return json_response(encode_offsets_response(
-                partition=partition, base_offset=outcome, record_count=len(positions)))
+            if job.acks == 0:
+                return json_response(
+                    encode_offsets_response([(partition, None, None, None)] * len(positions))
+                )
+            return json_response(
+                encode_offsets_response(
+                    partition=partition, base_offset=outcome, record_count=len(positions)
+                )
+            )
         return json_response(encode_offsets_response(outcome))
-    results: list[Outcome] = [(None, None, None, None)] * len(body.records)
-    outcomes = await asyncio.gather(*(
-        _produce_partition(request, services, topic, body, p, pos, acks, forwarded)
-        for p, pos in targets.items()
-    ))
+    results: list[Outcome] = [(None, None, None, None)] * len(job.body.records)
+    outcomes = await asyncio.gather(
+        *(_produce_partition(job, p, positions) for p, positions in targets.items())
+    )
     for (partition, positions), outcome in zip(targets.items(), outcomes, strict=True):
         if isinstance(outcome, int):
-            offset: int | None
             for i, position in enumerate(positions):
-                offset = None if acks == 0 else outcome + i
+                offset = None if job.acks == 0 else outcome + i
                 results[position] = (partition, offset, None, None)
         else:
             for position, result in zip(positions, outcome, strict=True):
@@ -148,27 +162,23 @@ async def _produce(
     return json_response(encode_offsets_response(results))
 
 
+_RETRY_ROUTING = frozenset({ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE})
+
+
 async def _produce_partition(
-    request: web.Request,
-    services: Services,
-    topic: TopicInfo,
-    body: ProduceBody,
-    partition: int,
-    positions: Sequence[int],
-    acks: int,
-    forwarded: bool,
+    job: _Job, partition: int, positions: Sequence[int]
 ) -> int | list[Outcome]:
     """Append (or forward) one partition's records: the base offset, or per-record outcomes.
 
     A request forwarded to us raises its failure (the forwarding broker maps it); otherwise a
-    leader that moved is retried briefly, and any other failure becomes per-record errors.
+    leader that moved is retried briefly (only if nothing was written), and any other failure
+    becomes per-record errors.
     """
     for attempt in range(_ROUTE_ATTEMPTS):
         try:
-            return await _produce_once(request, services, topic, body, partition, positions,
-                                       acks, forwarded)
+            return await _produce_once(job, partition, positions)
         except BrokerError as exc:
-            if forwarded or exc.code is ErrorCode.RECORD_TOO_LARGE:
+            if job.forwarded or exc.code is ErrorCode.RECORD_TOO_LARGE:
                 raise
             retry = exc.code in _RETRY_ROUTING and not exc.after_append
             if not retry or attempt == _ROUTE_ATTEMPTS - 1:
@@ -177,54 +187,46 @@ async def _produce_partition(
     raise AssertionError("unreachable")
 
 
-_RETRY_ROUTING = frozenset({ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE})
-
-
-async def _produce_once(
-    request: web.Request,
-    services: Services,
-    topic: TopicInfo,
-    body: ProduceBody,
-    partition: int,
-    positions: Sequence[int],
-    acks: int,
-    forwarded: bool,
-) -> int | list[Outcome]:
-    leader = services.metadata.partition(topic.name, partition).leader
-    if leader != services.config.broker_id and not forwarded:
-        return await _forward(request, services, topic, body, partition, positions, acks)
-    config = services.topic_config(topic)
+async def _produce_once(job: _Job, partition: int, positions: Sequence[int]) -> int | list[Outcome]:
+    services = job.services
+    leader = services.metadata.partition(job.topic.name, partition).leader
+    if leader != services.config.broker_id and not job.forwarded:
+        return await _forward(job, partition, positions)
+    config = services.topic_config(job.topic)
     batches = encode_partition_records(
-        body, positions, now_ms=services.clock.now_ms(),
+        job.body,
+        positions,
+        now_ms=services.clock.now_ms(),
         log_append_time=config.message_timestamp_type == "LogAppendTime",
         max_batch_bytes=config.max_message_bytes,
     )
     result = await services.replicas.append(
-        topic.name, partition, batches, codec=body.codec, acks=acks,
+        job.topic.name,
+        partition,
+        batches,
+        codec=job.body.codec,
+        acks=job.acks,
         timeout_ms=services.config.produce_timeout_ms,
     )
     return result.base_offset
 
 
-async def _forward(
-    request: web.Request,
-    services: Services,
-    topic: TopicInfo,
-    body: ProduceBody,
-    partition: int,
-    positions: Sequence[int],
-    acks: int,
-) -> list[Outcome]:
-    url = services.metadata.leader_url(topic.name, partition)
-    records = body.records if len(positions) == len(body.records) else [
-        body.records[i] for i in positions]
-    payload = orjson.dumps({"records": records})
-    response = await services.peers.forward(
-        request, url, body=payload,
-        path=f"/topics/{topic.name}/partitions/{partition}?acks={acks}",
+async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[Outcome]:
+    services, body = job.services, job.body
+    url = services.metadata.leader_url(job.topic.name, partition)
+    records = (
+        body.records
+        if len(positions) == len(body.records)
+        else [body.records[i] for i in positions]
     )
-    payload_out: Any = response.body
-    doc: Any = orjson.loads(payload_out or b"{}")
+    response = await services.peers.forward(
+        job.request,
+        url,
+        body=orjson.dumps({"records": records}),
+        path=f"/topics/{job.topic.name}/partitions/{partition}?acks={job.acks}",
+    )
+    raw: Any = response.body
+    doc: Any = orjson.loads(raw or b"{}")
     if response.status != 200:
         raise BrokerError(
             str(doc.get("message", "forwarding failed")),
@@ -232,4 +234,3 @@ async def _forward(
             after_append=bool(doc.get("after_append")),
         )
     return [(partition, o["offset"], o["error_code"], o["error"]) for o in doc["offsets"]]
-

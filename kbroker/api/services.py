@@ -23,7 +23,11 @@ class PeerClient(Protocol):
     """Forwards requests to other brokers (see kbroker.api.forward)."""
 
     async def forward(
-        self, request: web.Request, url: str, *, body: bytes | None = None,
+        self,
+        request: web.Request,
+        url: str,
+        *,
+        body: bytes | None = None,
         path: str | None = None,
     ) -> web.Response: ...
 
@@ -36,8 +40,14 @@ class TopicAdmin(Protocol):
     """Topic administration (kbroker.controller.admin)."""
 
     async def create_topic(
-        self, name: str, *, partitions: int | None, replication_factor: int | None,
-        configs: dict[str, str], assignment: dict[int, list[int]] | None, validate_only: bool,
+        self,
+        name: str,
+        *,
+        partitions: int | None,
+        replication_factor: int | None,
+        configs: dict[str, str],
+        assignment: dict[int, list[int]] | None,
+        validate_only: bool,
     ) -> None: ...
 
     async def delete_topic(self, name: str) -> None: ...
@@ -58,12 +68,25 @@ class ControllerApi(Protocol):
 
 
 class Services(Protocol):
-    config: BrokerConfig
-    clock: Clock
-    replicas: ReplicaManager
-    peers: PeerClient
-    admin: TopicAdmin
-    controller: ControllerApi
+    """Read-only members: the broker owns them, handlers only call into them."""
+
+    @property
+    def config(self) -> BrokerConfig: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def peers(self) -> PeerClient: ...
+
+    @property
+    def admin(self) -> TopicAdmin: ...
+
+    @property
+    def controller(self) -> ControllerApi: ...
 
     @property
     def metadata(self) -> ClusterMetadata: ...

@@ -22,7 +22,6 @@ from kclient.protocol import FORWARDED_HEADER
 __all__ = ["routes"]
 
 
-
 async def root(request: web.Request) -> web.Response:
     return json_response({})
 
@@ -41,20 +40,24 @@ async def get_topic(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     topic = services.metadata.topic(topic_path(request))
     offsets = await gather_offsets(services, topic)
-    return json_response({
-        "name": topic.name,
-        "configs": services.topic_config(topic).as_strings(),
-        "partitions": [describe_partition(p, offsets.get(p.partition))
-                       for p in topic.partitions],
-    })
+    return json_response(
+        {
+            "name": topic.name,
+            "configs": services.topic_config(topic).as_strings(),
+            "partitions": [
+                describe_partition(p, offsets.get(p.partition)) for p in topic.partitions
+            ],
+        }
+    )
 
 
 async def list_partitions(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     topic = services.metadata.topic(topic_path(request))
     offsets = await gather_offsets(services, topic)
-    return json_response([describe_partition(p, offsets.get(p.partition))
-                          for p in topic.partitions])
+    return json_response(
+        [describe_partition(p, offsets.get(p.partition)) for p in topic.partitions]
+    )
 
 
 async def get_partition(request: web.Request) -> web.Response:

@@ -29,10 +29,16 @@ from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 
 __all__ = ["routes"]
 
-_TOPIC_CREATE_FIELDS = frozenset({
-    "topic_name", "partitions_count", "replication_factor", "replicas_assignments", "configs",
-    "validate_only",
-})
+_TOPIC_CREATE_FIELDS = frozenset(
+    {
+        "topic_name",
+        "partitions_count",
+        "replication_factor",
+        "replicas_assignments",
+        "configs",
+        "validate_only",
+    }
+)
 
 
 def _base(request: web.Request) -> str:
@@ -75,8 +81,11 @@ def _cluster_data(base: str, metadata: ClusterMetadata) -> dict[str, Any]:
     return {
         **_resource("KafkaCluster", url, f"crn:///kafka={cid}"),
         "cluster_id": cid,
-        "controller": ({"related": f"{url}/brokers/{metadata.controller_id}"}
-                       if metadata.controller_id >= 0 else None),
+        "controller": (
+            {"related": f"{url}/brokers/{metadata.controller_id}"}
+            if metadata.controller_id >= 0
+            else None
+        ),
         "brokers": {"related": f"{url}/brokers"},
         "topics": {"related": f"{url}/topics"},
         "consumer_groups": {"related": f"{url}/consumer-groups"},
@@ -89,8 +98,9 @@ def _cluster_data(base: str, metadata: ClusterMetadata) -> dict[str, Any]:
 async def list_clusters(request: web.Request) -> web.Response:
     _, metadata, _ = _cluster(request)
     base = _base(request)
-    return json_response(_collection("KafkaClusterList", f"{base}/clusters",
-                                     [_cluster_data(base, metadata)]))
+    return json_response(
+        _collection("KafkaClusterList", f"{base}/clusters", [_cluster_data(base, metadata)])
+    )
 
 
 async def get_cluster(request: web.Request) -> web.Response:
@@ -101,8 +111,7 @@ async def get_cluster(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------- brokers
 
 
-def _broker_data(base: str, cid: str, metadata: ClusterMetadata, broker_id: int
-                 ) -> dict[str, Any]:
+def _broker_data(base: str, cid: str, metadata: ClusterMetadata, broker_id: int) -> dict[str, Any]:
     info = metadata.broker(broker_id)
     url = f"{base}/clusters/{cid}/brokers/{broker_id}"
     host, _, port = info.url.split("://", 1)[-1].rstrip("/").rpartition(":")
@@ -123,9 +132,13 @@ def _broker_data(base: str, cid: str, metadata: ClusterMetadata, broker_id: int
 async def list_brokers(request: web.Request) -> web.Response:
     _, metadata, cid = _cluster(request)
     base = _base(request)
-    return json_response(_collection(
-        "KafkaBrokerList", f"{base}/clusters/{cid}/brokers",
-        [_broker_data(base, cid, metadata, b) for b in sorted(metadata.brokers)]))
+    return json_response(
+        _collection(
+            "KafkaBrokerList",
+            f"{base}/clusters/{cid}/brokers",
+            [_broker_data(base, cid, metadata, b) for b in sorted(metadata.brokers)],
+        )
+    )
 
 
 async def get_broker(request: web.Request) -> web.Response:
@@ -170,8 +183,7 @@ async def get_topic(request: web.Request) -> web.Response:
     return json_response(_topic_data(_base(request), cid, metadata.topic(topic_path(request))))
 
 
-def _int_field(doc: dict[str, Any], name: str, low: int, high: int, code: ErrorCode
-               ) -> int | None:
+def _int_field(doc: dict[str, Any], name: str, low: int, high: int, code: ErrorCode) -> int | None:
     value = doc.get(name)
     if value is None:
         return None
@@ -194,8 +206,7 @@ def _assignment_field(doc: dict[str, Any]) -> dict[int, list[int]] | None:
     if not entries:
         return None
     try:
-        assignment = {int(e["partition_id"]): [int(b) for b in e["broker_ids"]]
-                      for e in entries}
+        assignment = {int(e["partition_id"]): [int(b) for b in e["broker_ids"]] for e in entries}
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequestError(
             'replicas_assignments must be [{"partition_id": int, "broker_ids": [int]}]'
@@ -221,8 +232,9 @@ async def create_topic(request: web.Request) -> web.Response:
     await services.admin.create_topic(
         name,
         partitions=_int_field(doc, "partitions_count", 1, 10_000, ErrorCode.INVALID_PARTITIONS),
-        replication_factor=_int_field(doc, "replication_factor", 1, 64,
-                                      ErrorCode.INVALID_REPLICATION_FACTOR),
+        replication_factor=_int_field(
+            doc, "replication_factor", 1, 64, ErrorCode.INVALID_REPLICATION_FACTOR
+        ),
         configs=configs,  # type: ignore[arg-type]
         assignment=_assignment_field(doc),
         validate_only=validate_only,
@@ -260,8 +272,9 @@ async def delete_topic(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------- configs
 
 
-def _config_data(base: str, cid: str, services: Services, topic: TopicInfo, name: str
-                 ) -> dict[str, Any]:
+def _config_data(
+    base: str, cid: str, services: Services, topic: TopicInfo, name: str
+) -> dict[str, Any]:
     effective = services.topic_config(topic).as_strings()
     setting = topic_setting(name)
     if setting is None:
@@ -275,8 +288,9 @@ def _config_data(base: str, cid: str, services: Services, topic: TopicInfo, name
     else:
         source = "DEFAULT_CONFIG"
     return {
-        **_resource("KafkaTopicConfig", url,
-                    f"crn:///kafka={cid}/topic={topic.name}/config={name}"),
+        **_resource(
+            "KafkaTopicConfig", url, f"crn:///kafka={cid}/topic={topic.name}/config={name}"
+        ),
         "cluster_id": cid,
         "topic_name": topic.name,
         "name": name,
@@ -295,15 +309,19 @@ async def list_configs(request: web.Request) -> web.Response:
     topic = metadata.topic(topic_path(request))
     base = _base(request)
     data = [_config_data(base, cid, services, topic, s.name) for s in TOPIC_SETTINGS]
-    return json_response(_collection(
-        "KafkaTopicConfigList", f"{base}/clusters/{cid}/topics/{topic.name}/configs", data))
+    return json_response(
+        _collection(
+            "KafkaTopicConfigList", f"{base}/clusters/{cid}/topics/{topic.name}/configs", data
+        )
+    )
 
 
 async def get_config(request: web.Request) -> web.Response:
     services, metadata, cid = _cluster(request)
     topic = metadata.topic(topic_path(request))
-    return json_response(_config_data(_base(request), cid, services, topic,
-                                      request.match_info["name"]))
+    return json_response(
+        _config_data(_base(request), cid, services, topic, request.match_info["name"])
+    )
 
 
 async def put_config(request: web.Request) -> web.Response:
@@ -315,7 +333,8 @@ async def put_config(request: web.Request) -> web.Response:
     if not isinstance(doc, dict) or "value" not in doc:
         raise InvalidRequestError('The body must be {"value": ...}')
     await services.admin.alter_topic_configs(
-        name, set_configs={config_name: doc["value"]}, delete_configs=[])
+        name, set_configs={config_name: doc["value"]}, delete_configs=[]
+    )
     return web.Response(status=204)
 
 
@@ -326,8 +345,7 @@ async def delete_config(request: web.Request) -> web.Response:
     config_name = request.match_info["name"]
     if topic_setting(config_name) is None:
         raise BrokerError(f"Config {config_name} not found", ErrorCode.UNKNOWN_CONFIG)
-    await services.admin.alter_topic_configs(name, set_configs={},
-                                             delete_configs=[config_name])
+    await services.admin.alter_topic_configs(name, set_configs={}, delete_configs=[config_name])
     return web.Response(status=204)
 
 
@@ -348,21 +366,26 @@ async def alter_configs(request: web.Request) -> web.Response:
             set_configs[entry["name"]] = entry.get("value")
         else:
             raise InvalidRequestError(f"operation must be SET or DELETE, not {operation}")
-    await services.admin.alter_topic_configs(name, set_configs=set_configs,
-                                             delete_configs=delete_configs)
+    await services.admin.alter_topic_configs(
+        name, set_configs=set_configs, delete_configs=delete_configs
+    )
     return web.Response(status=204)
 
 
 # ---------------------------------------------------------------------------- partitions
 
 
-def _partition_data(base: str, cid: str, info: PartitionInfo,
-                    offsets: tuple[int, int, int] | None) -> dict[str, Any]:
+def _partition_data(
+    base: str, cid: str, info: PartitionInfo, offsets: tuple[int, int, int] | None
+) -> dict[str, Any]:
     url = f"{base}/clusters/{cid}/topics/{info.topic}/partitions/{info.partition}"
     described = describe_partition(info, offsets)
     return {
-        **_resource("KafkaPartition", url,
-                    f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}"),
+        **_resource(
+            "KafkaPartition",
+            url,
+            f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}",
+        ),
         "cluster_id": cid,
         "topic_name": info.topic,
         "partition_id": info.partition,
@@ -386,9 +409,13 @@ async def list_partitions(request: web.Request) -> web.Response:
     topic = metadata.topic(topic_path(request))
     offsets = await gather_offsets(services, topic)
     base = _base(request)
-    return json_response(_collection(
-        "KafkaPartitionList", f"{base}/clusters/{cid}/topics/{topic.name}/partitions",
-        [_partition_data(base, cid, p, offsets.get(p.partition)) for p in topic.partitions]))
+    return json_response(
+        _collection(
+            "KafkaPartitionList",
+            f"{base}/clusters/{cid}/topics/{topic.name}/partitions",
+            [_partition_data(base, cid, p, offsets.get(p.partition)) for p in topic.partitions],
+        )
+    )
 
 
 async def get_partition(request: web.Request) -> web.Response:
@@ -406,11 +433,17 @@ async def list_replicas(request: web.Request) -> web.Response:
     url = f"{base}/clusters/{cid}/topics/{info.topic}/partitions/{info.partition}/replicas"
     data = [
         {
-            **_resource("KafkaReplica", f"{url}/{b}",
-                        f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}"
-                        f"/replica={b}"),
-            "cluster_id": cid, "topic_name": info.topic, "partition_id": info.partition,
-            "broker_id": b, "is_leader": b == info.leader, "is_in_sync": b in info.isr,
+            **_resource(
+                "KafkaReplica",
+                f"{url}/{b}",
+                f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}/replica={b}",
+            ),
+            "cluster_id": cid,
+            "topic_name": info.topic,
+            "partition_id": info.partition,
+            "broker_id": b,
+            "is_leader": b == info.leader,
+            "is_in_sync": b in info.isr,
             "broker": {"related": f"{base}/clusters/{cid}/brokers/{b}"},
         }
         for b in info.replicas

@@ -40,23 +40,35 @@ def assign_replicas(
     when there are fewer brokers than replicas, or when only some brokers declare a rack.
     """
     if partitions <= 0:
-        raise BrokerError("Number of partitions must be larger than 0.",
-                          ErrorCode.INVALID_PARTITIONS)
+        raise BrokerError(
+            "Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS
+        )
     if replication_factor <= 0:
-        raise BrokerError("Replication factor must be larger than 0.",
-                          ErrorCode.INVALID_REPLICATION_FACTOR)
+        raise BrokerError(
+            "Replication factor must be larger than 0.", ErrorCode.INVALID_REPLICATION_FACTOR
+        )
     if replication_factor > len(brokers):
         raise BrokerError(
             f"Replication factor: {replication_factor} larger than available brokers: "
-            f"{len(brokers)}.", ErrorCode.INVALID_REPLICATION_FACTOR)
+            f"{len(brokers)}.",
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+        )
     racks = {r for r in brokers.values() if r is not None}
     if racks and len([r for r in brokers.values() if r is not None]) != len(brokers):
-        raise BrokerError("Not all brokers have rack information; cannot place replicas "
-                          "rack-aware.", ErrorCode.INVALID_REPLICATION_FACTOR)
+        raise BrokerError(
+            "Not all brokers have rack information; cannot place replicas rack-aware.",
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+        )
     ordered = _rack_alternated(brokers) if racks else sorted(brokers)
     if racks:
-        return _assign_rack_aware(ordered, brokers, partitions, replication_factor, rng,
-                                  start_partition)
+        return _assign_rack_aware(
+            ordered,
+            brokers,
+            partitions,
+            replication_factor,
+            rng=rng,
+            start_partition=start_partition,
+        )
     return _assign_plain(ordered, partitions, replication_factor, rng, start_partition)
 
 
@@ -64,8 +76,9 @@ def _replica_index(first: int, shift: int, j: int, n: int) -> int:
     return (first + 1 + (shift + j) % (n - 1)) % n
 
 
-def _assign_plain(brokers: list[int], partitions: int, rf: int, rng: random.Random,
-                  start_partition: int) -> dict[int, list[int]]:
+def _assign_plain(
+    brokers: list[int], partitions: int, rf: int, rng: random.Random, start_partition: int
+) -> dict[int, list[int]]:
     n = len(brokers)
     start = rng.randrange(n)
     shift = rng.randrange(n)
@@ -93,9 +106,15 @@ def _rack_alternated(brokers: Mapping[int, str | None]) -> list[int]:
     return out
 
 
-def _assign_rack_aware(ordered: list[int], racks: Mapping[int, str | None], partitions: int,
-                       rf: int, rng: random.Random, start_partition: int
-                       ) -> dict[int, list[int]]:
+def _assign_rack_aware(
+    ordered: list[int],
+    racks: Mapping[int, str | None],
+    partitions: int,
+    rf: int,
+    *,
+    rng: random.Random,
+    start_partition: int,
+) -> dict[int, list[int]]:
     n = len(ordered)
     rack_count = len({racks[b] for b in ordered})
     start = rng.randrange(n)
@@ -164,4 +183,3 @@ def controlled_shutdown_leader(
         if broker in live and broker in new_isr:
             return broker, new_isr
     return None
-

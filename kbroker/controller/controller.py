@@ -139,12 +139,16 @@ class Controller:
 
     def on_session(self, event: SessionEvent) -> None:
         """ZooKeeper session events: fenced or lost means stop controlling now."""
-        if event.kind in (SessionEventKind.FENCED, SessionEventKind.LOST,
-                          SessionEventKind.SUSPENDED):
+        if event.kind in (
+            SessionEventKind.FENCED,
+            SessionEventKind.LOST,
+            SessionEventKind.SUSPENDED,
+        ):
             self._fenced = event.fenced or event.kind is SessionEventKind.LOST
             if self._fenced and self.epoch is not None:
-                log.warning("controller %d fenced from ZooKeeper: resigning",
-                            self._config.broker_id)
+                log.warning(
+                    "controller %d fenced from ZooKeeper: resigning", self._config.broker_id
+                )
                 self.epoch = None
         elif event.kind in (SessionEventKind.CONNECTED, SessionEventKind.NEW_SESSION):
             self._fenced = False
@@ -193,8 +197,11 @@ class Controller:
             log.warning("controller %d: epoch moved; resigning", self._config.broker_id)
             self.epoch = None
         except (ZooKeeperUnavailableError, CoordinationError) as exc:
-            log.info("controller %d: ZooKeeper error (%s); will retry",
-                     self._config.broker_id, exc.message)
+            log.info(
+                "controller %d: ZooKeeper error (%s); will retry",
+                self._config.broker_id,
+                exc.message,
+            )
             await asyncio.sleep(0.5)
             self._enqueue(_Event.RECONCILE)
 
@@ -203,16 +210,21 @@ class Controller:
             self.epoch = None
             return
         metadata = self._metadata()
-        if self.epoch is not None and metadata.controller_id not in (-1,
-                                                                     self._config.broker_id):
-            log.warning("controller %d: %d is controller now", self._config.broker_id,
-                        metadata.controller_id)
+        if self.epoch is not None and metadata.controller_id not in (-1, self._config.broker_id):
+            log.warning(
+                "controller %d: %d is controller now",
+                self._config.broker_id,
+                metadata.controller_id,
+            )
             self.epoch = None
         if self.epoch is None and metadata.controller_id in (-1, self._config.broker_id):
             won = await elect_controller(self._zk, self._config.broker_id, clock=self._clock)
             if won is not None and won != self.epoch:
-                log.info("broker %d is the active controller (epoch %d)",
-                         self._config.broker_id, won.epoch)
+                log.info(
+                    "broker %d is the active controller (epoch %d)",
+                    self._config.broker_id,
+                    won.epoch,
+                )
                 self.shutting_down.clear()
             self.epoch = won
 
@@ -256,16 +268,17 @@ class Controller:
     def _topic_config(self, topic: TopicInfo) -> TopicConfig:
         return TopicConfig.from_broker(self._config, topic.configs)
 
-    def _initial_state(self, info: PartitionInfo, live: set[int], epoch: int
-                       ) -> LeaderAndIsr | None:
+    def _initial_state(
+        self, info: PartitionInfo, live: set[int], epoch: int
+    ) -> LeaderAndIsr | None:
         online = tuple(b for b in info.replicas if b in live and b not in self.shutting_down)
         if not online:
             return None
-        return LeaderAndIsr(leader=online[0], leader_epoch=0, isr=online,
-                            controller_epoch=epoch)
+        return LeaderAndIsr(leader=online[0], leader_epoch=0, isr=online, controller_epoch=epoch)
 
-    def _next_state(self, info: PartitionInfo, state: LeaderAndIsr, live: set[int],
-                    unclean: bool, epoch: int) -> LeaderAndIsr | None:
+    def _next_state(
+        self, info: PartitionInfo, state: LeaderAndIsr, live: set[int], unclean: bool, epoch: int
+    ) -> LeaderAndIsr | None:
         """The state ``info`` must move to, or None if it is fine as it is."""
         leaving = self.shutting_down
         leader = state.leader
@@ -273,22 +286,41 @@ class Controller:
             if leader in leaving and leader in live:
                 elected = controlled_shutdown_leader(info.replicas, state.isr, live, leaving)
             else:
-                elected = offline_partition_leader(info.replicas, state.isr,
-                                                   live - leaving, unclean=unclean)
+                elected = offline_partition_leader(
+                    info.replicas, state.isr, live - leaving, unclean=unclean
+                )
             if elected is None:
                 if leader == NO_LEADER:
                     return None
-                log.warning("%s-%d: no in-sync replica alive; partition offline (isr %s)",
-                            info.topic, info.partition, list(state.isr))
-                return LeaderAndIsr(leader=NO_LEADER, leader_epoch=state.leader_epoch + 1,
-                                    isr=state.isr, controller_epoch=epoch,
-                                    zk_version=state.zk_version)
+                log.warning(
+                    "%s-%d: no in-sync replica alive; partition offline (isr %s)",
+                    info.topic,
+                    info.partition,
+                    list(state.isr),
+                )
+                return LeaderAndIsr(
+                    leader=NO_LEADER,
+                    leader_epoch=state.leader_epoch + 1,
+                    isr=state.isr,
+                    controller_epoch=epoch,
+                    zk_version=state.zk_version,
+                )
             new_leader, new_isr = elected
             if new_leader not in state.isr:
-                log.warning("%s-%d: UNCLEAN election of %d (not in ISR %s): records may be "
-                            "lost", info.topic, info.partition, new_leader, list(state.isr))
-            return LeaderAndIsr(leader=new_leader, leader_epoch=state.leader_epoch + 1,
-                                isr=new_isr, controller_epoch=epoch, zk_version=state.zk_version)
+                log.warning(
+                    "%s-%d: UNCLEAN election of %d (not in ISR %s): records may be lost",
+                    info.topic,
+                    info.partition,
+                    new_leader,
+                    list(state.isr),
+                )
+            return LeaderAndIsr(
+                leader=new_leader,
+                leader_epoch=state.leader_epoch + 1,
+                isr=new_isr,
+                controller_epoch=epoch,
+                zk_version=state.zk_version,
+            )
         tp = (info.topic, info.partition)
         if tp in self._preferred:
             preferred = preferred_leader(info.replicas, state.isr, live - leaving)
@@ -296,17 +328,27 @@ class Controller:
                 self._preferred.discard(tp)
             else:
                 self._preferred.discard(tp)
-                return LeaderAndIsr(leader=preferred, leader_epoch=state.leader_epoch + 1,
-                                    isr=state.isr, controller_epoch=epoch,
-                                    zk_version=state.zk_version)
-        kept = tuple(b for b in state.isr if b in live and b not in leaving or b == leader)
+                return LeaderAndIsr(
+                    leader=preferred,
+                    leader_epoch=state.leader_epoch + 1,
+                    isr=state.isr,
+                    controller_epoch=epoch,
+                    zk_version=state.zk_version,
+                )
+        kept = tuple(b for b in state.isr if (b in live and b not in leaving) or b == leader)
         if kept != state.isr:
-            return LeaderAndIsr(leader=leader, leader_epoch=state.leader_epoch, isr=kept,
-                                controller_epoch=epoch, zk_version=state.zk_version)
+            return LeaderAndIsr(
+                leader=leader,
+                leader_epoch=state.leader_epoch,
+                isr=kept,
+                controller_epoch=epoch,
+                zk_version=state.zk_version,
+            )
         return None
 
-    async def _write_all(self, writes: list[tuple[PartitionInfo, LeaderAndIsr]], *,
-                         create: bool) -> bool:
+    async def _write_all(
+        self, writes: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
+    ) -> bool:
         if not writes:
             return False
         gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
@@ -318,8 +360,7 @@ class Controller:
         results = await asyncio.gather(*(one(i, s) for i, s in writes))
         return any(results)
 
-    async def _write_state(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool
-                           ) -> bool:
+    async def _write_state(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> bool:
         assert self.epoch is not None
         path = TopicPartitionStateZNode.path(info.topic, info.partition)
         op: Op
@@ -332,22 +373,31 @@ class Controller:
             await fenced_write(self._zk, self.epoch.zk_version, [op])
         except (BadVersionError, NodeExistsError, NoNodeError):
             return False  # changed meanwhile: the watcher's update triggers another pass
-        log.info("%s-%d: leader %d epoch %d isr %s", info.topic, info.partition, state.leader,
-                 state.leader_epoch, list(state.isr))
+        log.info(
+            "%s-%d: leader %d epoch %d isr %s",
+            info.topic,
+            info.partition,
+            state.leader,
+            state.leader_epoch,
+            list(state.isr),
+        )
         return True
 
     async def _delete_topic(self, topic: TopicInfo) -> None:
         assert self.epoch is not None
         name = topic.name
-        ops: list[Op] = []
+        ops: list[DeleteOp] = []
         for partition in range(len(topic.partitions)):
             ops.append(DeleteOp(TopicPartitionStateZNode.path(name, partition)))
             ops.append(DeleteOp(TopicPartitionZNode.path(name, partition)))
         existing = await self._existing(ops)
         if await self._zk.exists(TopicPartitionsZNode.path(name)) is not None:
             existing.append(DeleteOp(TopicPartitionsZNode.path(name)))
-        for path in (TopicZNode.path(name), TopicConfigZNode.path(name),
-                     DeleteTopicZNode.path(name)):
+        for path in (
+            TopicZNode.path(name),
+            TopicConfigZNode.path(name),
+            DeleteTopicZNode.path(name),
+        ):
             if await self._zk.exists(path) is not None:
                 existing.append(DeleteOp(path))
         try:
@@ -389,11 +439,16 @@ class Controller:
         self._require_active()
         metadata = self._metadata()
         if partitions is None:
-            partitions = [(t.name, i.partition) for t in metadata.topics.values()
-                          for i in t.partitions]
-        queued = [tp for tp in partitions
-                  if (info := _lookup(metadata, tp)) is not None and info.replicas
-                  and info.leader != info.replicas[0]]
+            partitions = [
+                (t.name, i.partition) for t in metadata.topics.values() for i in t.partitions
+            ]
+        queued = [
+            tp
+            for tp in partitions
+            if (info := _lookup(metadata, tp)) is not None
+            and info.replicas
+            and info.leader != info.replicas[0]
+        ]
         self._preferred.update(queued)
         self._enqueue(_Event.RECONCILE)
         return len(queued)
@@ -420,8 +475,9 @@ class Controller:
 
     def _require_active(self) -> None:
         if not self.active:
-            raise BrokerError(f"Broker {self._config.broker_id} is not the controller",
-                              ErrorCode.NOT_CONTROLLER)
+            raise BrokerError(
+                f"Broker {self._config.broker_id} is not the controller", ErrorCode.NOT_CONTROLLER
+            )
 
 
 def _lookup(metadata: ClusterMetadata, tp: tuple[str, int]) -> PartitionInfo | None:

@@ -64,32 +64,45 @@ class FetchRequest:
     partitions: Sequence[FetchPartition]
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
-            "replica_id": self.replica_id, "max_wait_ms": self.max_wait_ms,
-            "max_bytes": self.max_bytes,
-            "partitions": [
-                {"topic": p.topic, "partition": p.partition, "fetch_offset": p.fetch_offset,
-                 "leader_epoch": p.leader_epoch} for p in self.partitions
-            ],
-        })
+        return orjson.dumps(
+            {
+                "replica_id": self.replica_id,
+                "max_wait_ms": self.max_wait_ms,
+                "max_bytes": self.max_bytes,
+                "partitions": [
+                    {
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "fetch_offset": p.fetch_offset,
+                        "leader_epoch": p.leader_epoch,
+                    }
+                    for p in self.partitions
+                ],
+            }
+        )
 
     @classmethod
     def from_json(cls, body: bytes) -> FetchRequest:
         try:
             doc = orjson.loads(body)
             return cls(
-                replica_id=int(doc["replica_id"]), max_wait_ms=int(doc["max_wait_ms"]),
+                replica_id=int(doc["replica_id"]),
+                max_wait_ms=int(doc["max_wait_ms"]),
                 max_bytes=int(doc["max_bytes"]),
                 partitions=[
-                    FetchPartition(topic=str(p["topic"]), partition=int(p["partition"]),
-                                   fetch_offset=int(p["fetch_offset"]),
-                                   leader_epoch=int(p["leader_epoch"]))
+                    FetchPartition(
+                        topic=str(p["topic"]),
+                        partition=int(p["partition"]),
+                        fetch_offset=int(p["fetch_offset"]),
+                        leader_epoch=int(p["leader_epoch"]),
+                    )
                     for p in doc["partitions"]
                 ],
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise BrokerError(f"bad replica fetch request: {exc}",
-                              ErrorCode.INVALID_PAYLOAD) from exc
+            raise BrokerError(
+                f"bad replica fetch request: {exc}", ErrorCode.INVALID_PAYLOAD
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +129,22 @@ class EpochEndOffset:
 
 def encode_fetch_response(parts: Sequence[FetchedPartition]) -> list[bytes | memoryview]:
     """Buffers to write, in order (header length, header, then each partition's batches)."""
-    header = orjson.dumps({"partitions": [
-        {"topic": p.topic, "partition": p.partition, "error_code": p.error_code,
-         "high_watermark": p.high_watermark, "log_start_offset": p.log_start_offset,
-         "log_end_offset": p.log_end_offset, "size": len(p.data)} for p in parts
-    ]})
+    header = orjson.dumps(
+        {
+            "partitions": [
+                {
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "error_code": p.error_code,
+                    "high_watermark": p.high_watermark,
+                    "log_start_offset": p.log_start_offset,
+                    "log_end_offset": p.log_end_offset,
+                    "size": len(p.data),
+                }
+                for p in parts
+            ]
+        }
+    )
     return [_LENGTH.pack(len(header)), header, *(p.data for p in parts if p.data)]
 
 
@@ -134,18 +158,26 @@ def decode_fetch_response(body: bytes) -> list[FetchedPartition]:
         out = []
         for p in header["partitions"]:
             size = int(p["size"])
-            out.append(FetchedPartition(
-                topic=p["topic"], partition=p["partition"], error_code=p["error_code"],
-                high_watermark=p["high_watermark"], log_start_offset=p["log_start_offset"],
-                log_end_offset=p["log_end_offset"], data=view[position : position + size],
-            ))
+            out.append(
+                FetchedPartition(
+                    topic=p["topic"],
+                    partition=p["partition"],
+                    error_code=p["error_code"],
+                    high_watermark=p["high_watermark"],
+                    log_start_offset=p["log_start_offset"],
+                    log_end_offset=p["log_end_offset"],
+                    data=view[position : position + size],
+                )
+            )
             position += size
     except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BrokerError(f"bad replica fetch response: {exc}",
-                          ErrorCode.BROKER_NOT_AVAILABLE) from exc
+        raise BrokerError(
+            f"bad replica fetch response: {exc}", ErrorCode.BROKER_NOT_AVAILABLE
+        ) from exc
     if position != len(body):
-        raise BrokerError("replica fetch response has trailing bytes",
-                          ErrorCode.BROKER_NOT_AVAILABLE)
+        raise BrokerError(
+            "replica fetch response has trailing bytes", ErrorCode.BROKER_NOT_AVAILABLE
+        )
     return out
 
 
@@ -164,8 +196,9 @@ class LeaderEndpoint(Protocol):
 class HttpLeaderEndpoint:
     """LeaderEndpoint over HTTP to the broker whose URL ``url_of()`` returns at call time."""
 
-    def __init__(self, session: aiohttp.ClientSession, url_of: Callable[[], str],
-                 timeout_ms: int) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url_of: Callable[[], str], timeout_ms: int
+    ) -> None:
         self._session = session
         self._url_of = url_of
         self._timeout = timeout_ms / 1000
@@ -174,15 +207,17 @@ class HttpLeaderEndpoint:
         url = self._url_of() + path
         timeout = aiohttp.ClientTimeout(total=self._timeout + wait_ms / 1000)
         try:
-            async with self._session.post(url, data=body, timeout=timeout,
-                                          headers={"Content-Type": "application/json"}) as resp:
+            async with self._session.post(
+                url, data=body, timeout=timeout, headers={"Content-Type": "application/json"}
+            ) as resp:
                 payload = await resp.read()
                 if resp.status != 200:
                     raise _error_from(resp.status, payload)
                 return payload
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BrokerError(f"leader at {url} unreachable: {exc!r}",
-                              ErrorCode.BROKER_NOT_AVAILABLE) from exc
+            raise BrokerError(
+                f"leader at {url} unreachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
 
     async def fetch(self, request: FetchRequest) -> list[FetchedPartition]:
         body = await self._post(FETCH_PATH, request.to_json(), request.max_wait_ms)
@@ -191,13 +226,20 @@ class HttpLeaderEndpoint:
     async def epoch_end_offsets(
         self, requests: Sequence[tuple[str, int, int]]
     ) -> dict[tuple[str, int], EpochEndOffset]:
-        body = orjson.dumps({"partitions": [
-            {"topic": t, "partition": p, "leader_epoch": e} for t, p, e in requests]})
+        body = orjson.dumps(
+            {
+                "partitions": [
+                    {"topic": t, "partition": p, "leader_epoch": e} for t, p, e in requests
+                ]
+            }
+        )
         doc = orjson.loads(await self._post(OFFSETS_FOR_EPOCH_PATH, body, 0))
         return {
             (p["topic"], p["partition"]): EpochEndOffset(
-                error_code=p["error_code"], leader_epoch=p["leader_epoch"],
-                end_offset=p["end_offset"])
+                error_code=p["error_code"],
+                leader_epoch=p["leader_epoch"],
+                end_offset=p["end_offset"],
+            )
             for p in doc["partitions"]
         }
 

@@ -62,8 +62,7 @@ class _FetchState:
 class ReplicaFetcher:
     """Replicates the partitions led by broker ``leader_id`` into this broker."""
 
-    def __init__(self, leader_id: int, endpoint: LeaderEndpoint, settings: FetcherSettings
-                 ) -> None:
+    def __init__(self, leader_id: int, endpoint: LeaderEndpoint, settings: FetcherSettings) -> None:
         self.leader_id = leader_id
         self._endpoint = endpoint
         self._settings = settings
@@ -77,7 +76,8 @@ class ReplicaFetcher:
     def add(self, partition: Partition, leader_epoch: int) -> None:
         """Follow ``partition`` in ``leader_epoch``; truncation comes first."""
         self._states[(partition.topic, partition.partition)] = _FetchState(
-            partition=partition, leader_epoch=leader_epoch)
+            partition=partition, leader_epoch=leader_epoch
+        )
         self._wakeup.notify()
 
     def remove(self, tp: TopicPartition) -> None:
@@ -86,7 +86,8 @@ class ReplicaFetcher:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"replica-fetcher-{self.leader_id}")
+                self._run(), name=f"replica-fetcher-{self.leader_id}"
+            )
 
     async def close(self) -> None:
         if self._task is not None:
@@ -177,8 +178,14 @@ class ReplicaFetcher:
             else:
                 target, done = min(answer.end_offset, local_end, leo), True
         if target < leo:
-            log.info("%r: truncating from %d to %d (asked epoch %d, leader said %s)",
-                     state.partition, leo, target, asked, answer)
+            log.info(
+                "%r: truncating from %d to %d (asked epoch %d, leader said %s)",
+                state.partition,
+                leo,
+                target,
+                asked,
+                answer,
+            )
             plog.truncate_to(target)
         if done or state.ask_epoch == asked:
             self._truncation_done(tp, state)
@@ -196,8 +203,12 @@ class ReplicaFetcher:
             max_wait_ms=self._settings.max_wait_ms,
             max_bytes=self._settings.max_bytes,
             partitions=[
-                FetchPartition(topic=tp[0], partition=tp[1], fetch_offset=offsets[tp],
-                               leader_epoch=s.leader_epoch)
+                FetchPartition(
+                    topic=tp[0],
+                    partition=tp[1],
+                    fetch_offset=offsets[tp],
+                    leader_epoch=s.leader_epoch,
+                )
                 for tp, s in states.items()
             ],
         )
@@ -217,15 +228,17 @@ class ReplicaFetcher:
             try:
                 partition.append_as_follower(fetched.data, fetched.high_watermark)
             except CorruptRecordError as exc:
-                log.warning("%r: leader data failed validation (%s); fetching again",
-                            partition, exc.message)
+                log.warning(
+                    "%r: leader data failed validation (%s); fetching again", partition, exc.message
+                )
                 self._delay([state])
             return
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:
             self._reset_out_of_range(partition, fetched)
         elif code == ErrorCode.FENCED_LEADER_EPOCH:
-            log.info("%r: fenced at epoch %d; waiting for newer state", partition,
-                     state.leader_epoch)
+            log.info(
+                "%r: fenced at epoch %d; waiting for newer state", partition, state.leader_epoch
+            )
             self._delay([state])
         else:
             self._delay([state])
@@ -234,20 +247,26 @@ class ReplicaFetcher:
         plog = partition.log
         leo = plog.log_end_offset
         if leo > fetched.log_end_offset:
-            log.warning("%r: LEO %d beyond leader's %d; truncating", partition, leo,
-                        fetched.log_end_offset)
+            log.warning(
+                "%r: LEO %d beyond leader's %d; truncating", partition, leo, fetched.log_end_offset
+            )
             plog.truncate_to(fetched.log_end_offset)
         elif leo < fetched.log_start_offset:
-            log.info("%r: LEO %d below leader's log start %d; restarting log there",
-                     partition, leo, fetched.log_start_offset)
+            log.info(
+                "%r: LEO %d below leader's log start %d; restarting log there",
+                partition,
+                leo,
+                fetched.log_start_offset,
+            )
             plog.truncate_fully_and_start_at(fetched.log_start_offset)
 
 
 class ReplicaFetcherManager:
     """Assigns followed partitions to per-leader fetchers and owns their tasks."""
 
-    def __init__(self, settings: FetcherSettings,
-                 endpoint_for: Callable[[int], LeaderEndpoint]) -> None:
+    def __init__(
+        self, settings: FetcherSettings, endpoint_for: Callable[[int], LeaderEndpoint]
+    ) -> None:
         self._settings = settings
         self._endpoint_for = endpoint_for
         self._fetchers: dict[int, ReplicaFetcher] = {}

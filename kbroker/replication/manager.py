@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from kbroker.clock import Clock
 from kbroker.cluster import NO_LEADER, PartitionInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
-from kbroker.errors import BrokerError, ErrorCode, NotLeaderError
+from kbroker.errors import BrokerError, NotLeaderError
 from kbroker.log.batch import PayloadCodec
 from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from kbroker.log.partition_log import PartitionLog
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 class LogStore(Protocol):
     """The part of the LogManager the replica manager uses."""
 
-    def get_or_create(self, topic: str, partition: int, config: TopicConfig | None = None
-                      ) -> PartitionLog: ...
+    def get_or_create(
+        self, topic: str, partition: int, config: TopicConfig | None = None
+    ) -> PartitionLog: ...
 
     def get(self, topic: str, partition: int) -> PartitionLog | None: ...
 
@@ -105,8 +106,8 @@ class ReplicaManager:
         if replica is None or replica.role is not Role.LEADER:
             leader = replica.leader_id if replica else NO_LEADER
             raise NotLeaderError(
-                f"Broker {self._config.broker_id} does not lead {topic}-{partition}",
-                leader=leader)
+                f"Broker {self._config.broker_id} does not lead {topic}-{partition}", leader=leader
+            )
         return replica
 
     # ------------------------------------------------------------------ applying metadata
@@ -125,9 +126,13 @@ class ReplicaManager:
         replica = self._partitions.get(tp)
         if replica is None:
             replica = Partition(
-                topic=info.topic, partition=info.partition, broker_id=self._config.broker_id,
+                topic=info.topic,
+                partition=info.partition,
+                broker_id=self._config.broker_id,
                 log=self._open_log(info.topic, info.partition, config, topic_id),
-                config=config, clock=self._clock, isr_writer=self._isr_writer,
+                config=config,
+                clock=self._clock,
+                isr_writer=self._isr_writer,
                 replica_lag_time_max_ms=self._config.replica_lag_time_max_ms,
             )
             self._partitions[tp] = replica
@@ -146,14 +151,19 @@ class ReplicaManager:
         elif replica.make_follower(state, info.replicas) or self._fetchers.leader_of(tp) is None:
             self._fetchers.follow(replica, state.leader, state.leader_epoch)
 
-    def _open_log(self, topic: str, partition: int, config: TopicConfig, topic_id: str
-                  ) -> PartitionLog:
+    def _open_log(
+        self, topic: str, partition: int, config: TopicConfig, topic_id: str
+    ) -> PartitionLog:
         plog = self._logs.get_or_create(topic, partition, config)
         marker = plog.directory / PARTITION_METADATA
         recorded = _read_topic_id(marker)
         if recorded is not None and recorded != topic_id:
-            log.warning("%s: log belongs to an older topic (id %s, now %s); deleting it",
-                        plog.name, recorded, topic_id)
+            log.warning(
+                "%s: log belongs to an older topic (id %s, now %s); deleting it",
+                plog.name,
+                recorded,
+                topic_id,
+            )
             self._logs.delete_log(topic, partition)
             plog = self._logs.get_or_create(topic, partition, config)
             marker = plog.directory / PARTITION_METADATA
@@ -190,15 +200,18 @@ class ReplicaManager:
         """Write ``batches`` to the local leader and wait as ``acks`` asks (0, 1 or -1)."""
         if self.fenced:
             raise NotLeaderError(
-                f"Broker {self._config.broker_id} lost its ZooKeeper session; not leading")
+                f"Broker {self._config.broker_id} lost its ZooKeeper session; not leading"
+            )
         replica = self.leader(topic, partition)
         if acks == -1:
             replica.check_min_isr()
         written = []
         for batch in batches:
             info = replica.append_as_leader(
-                batch.payload, record_count=batch.record_count,
-                attributes=batch.attributes | codec, first_timestamp=batch.first_timestamp,
+                batch.payload,
+                record_count=batch.record_count,
+                attributes=batch.attributes | codec,
+                first_timestamp=batch.first_timestamp,
                 max_timestamp=batch.max_timestamp,
             )
             written.append((info.first_offset, batch.record_count))
@@ -266,17 +279,24 @@ class ReplicaManager:
             try:
                 replica = self.leader(ask.topic, ask.partition)
                 read = replica.read_for_follower(
-                    request.replica_id, ask.fetch_offset, ask.leader_epoch, max(budget, 1))
+                    request.replica_id, ask.fetch_offset, ask.leader_epoch, max(budget, 1)
+                )
             except BrokerError as exc:
                 replica_or_none = self._partitions.get((ask.topic, ask.partition))
                 out.append(_failed(ask.topic, ask.partition, exc, replica_or_none))
                 continue
             budget -= len(read.data)
-            out.append(FetchedPartition(
-                topic=ask.topic, partition=ask.partition, error_code=None,
-                high_watermark=read.high_watermark, log_start_offset=read.log_start_offset,
-                log_end_offset=read.log_end_offset, data=read.data,
-            ))
+            out.append(
+                FetchedPartition(
+                    topic=ask.topic,
+                    partition=ask.partition,
+                    error_code=None,
+                    high_watermark=read.high_watermark,
+                    log_start_offset=read.log_start_offset,
+                    log_end_offset=read.log_end_offset,
+                    data=read.data,
+                )
+            )
         return out
 
     def epoch_end_offsets(
@@ -289,10 +309,12 @@ class ReplicaManager:
                 plog = self.leader(topic, partition).log
                 found_epoch, end = plog.leader_epoch_cache.end_offset_for(epoch)
                 out[(topic, partition)] = EpochEndOffset(
-                    error_code=None, leader_epoch=found_epoch, end_offset=end)
+                    error_code=None, leader_epoch=found_epoch, end_offset=end
+                )
             except BrokerError as exc:
                 out[(topic, partition)] = EpochEndOffset(
-                    error_code=int(exc.code), leader_epoch=-1, end_offset=-1)
+                    error_code=int(exc.code), leader_epoch=-1, end_offset=-1
+                )
         return out
 
     # ------------------------------------------------------------------------ background
@@ -310,9 +332,13 @@ class ReplicaManager:
 
     def set_fenced(self, fenced: bool) -> None:
         if fenced != self.fenced:
-            log.warning("broker %d %s", self._config.broker_id,
-                        "FENCED: ZooKeeper unreachable; refusing produces" if fenced
-                        else "unfenced: ZooKeeper reachable again")
+            log.warning(
+                "broker %d %s",
+                self._config.broker_id,
+                "FENCED: ZooKeeper unreachable; refusing produces"
+                if fenced
+                else "unfenced: ZooKeeper reachable again",
+            )
         self.fenced = fenced
 
     async def close(self) -> None:
@@ -335,11 +361,14 @@ def _read_topic_id(path: Path) -> str | None:
     return None
 
 
-def _failed(topic: str, partition: int, exc: BrokerError, replica: Partition | None
-            ) -> FetchedPartition:
+def _failed(
+    topic: str, partition: int, exc: BrokerError, replica: Partition | None
+) -> FetchedPartition:
     plog = replica.log if replica is not None else None
     return FetchedPartition(
-        topic=topic, partition=partition, error_code=int(exc.code),
+        topic=topic,
+        partition=partition,
+        error_code=int(exc.code),
         high_watermark=plog.high_watermark if plog else -1,
         log_start_offset=plog.log_start_offset if plog else -1,
         log_end_offset=plog.log_end_offset if plog else -1,

@@ -168,8 +168,13 @@ class Partition:
                 for r in self.replicas
                 if r != self.broker_id
             }
-            log.info("%r: leader in epoch %d from offset %d, isr %s",
-                     self, state.leader_epoch, leo, state.isr)
+            log.info(
+                "%r: leader in epoch %d from offset %d, isr %s",
+                self,
+                state.leader_epoch,
+                leo,
+                state.isr,
+            )
         else:
             for replica in self.replicas:
                 if replica != self.broker_id and replica not in self._followers:
@@ -208,9 +213,12 @@ class Partition:
         self._fail_waiters("the partition has no leader")
 
     def _fail_waiters(self, reason: str) -> None:
-        self._ack_waiters.fail_all(NotLeaderError(
-            f"Not leader for {self.topic}-{self.partition}: {reason}; the write may or may "
-            "not have been committed"))
+        self._ack_waiters.fail_all(
+            NotLeaderError(
+                f"Not leader for {self.topic}-{self.partition}: {reason}; the write may or may "
+                "not have been committed"
+            )
+        )
         self.hw_signal.notify()
         self.leo_signal.notify()
 
@@ -250,10 +258,15 @@ class Partition:
         """Append one batch stamped with the current leader epoch (no acks handling here)."""
         state = self._require_leader()
         info = self.log.append_as_leader(
-            payload, record_count=record_count, attributes=attributes,
-            first_timestamp=first_timestamp, max_timestamp=max_timestamp,
-            leader_epoch=state.leader_epoch, producer_id=producer_id,
-            producer_epoch=producer_epoch, base_sequence=base_sequence,
+            payload,
+            record_count=record_count,
+            attributes=attributes,
+            first_timestamp=first_timestamp,
+            max_timestamp=max_timestamp,
+            leader_epoch=state.leader_epoch,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=base_sequence,
         )
         self.leo_signal.notify()
         self._maybe_increment_high_watermark()
@@ -297,20 +310,26 @@ class Partition:
         follower = self._followers.get(replica_id)
         if follower is None:
             raise NotLeaderError(
-                f"Broker {replica_id} is not a replica of {self.topic}-{self.partition}")
+                f"Broker {replica_id} is not a replica of {self.topic}-{self.partition}"
+            )
         leo = self.log.log_end_offset
         if not self.log.log_start_offset <= fetch_offset <= leo:
             raise OffsetOutOfRangeError(
                 f"Follower fetch offset {fetch_offset} outside [{self.log.log_start_offset}, "
                 f"{leo}] of {self.topic}-{self.partition}",
-                log_start_offset=self.log.log_start_offset, log_end_offset=leo,
+                log_start_offset=self.log.log_start_offset,
+                log_end_offset=leo,
             )
         self._update_follower(follower, fetch_offset, leo)
         self._maybe_expand_isr(replica_id, follower)
         self._maybe_increment_high_watermark()
         data = self.log.read(fetch_offset, max_bytes=max_bytes).data if fetch_offset < leo else b""
-        return ReadResult(data=data, high_watermark=self.log.high_watermark,
-                          log_start_offset=self.log.log_start_offset, log_end_offset=leo)
+        return ReadResult(
+            data=data,
+            high_watermark=self.log.high_watermark,
+            log_start_offset=self.log.log_start_offset,
+            log_end_offset=leo,
+        )
 
     def _check_epoch(self, epoch: int, state: LeaderAndIsr) -> None:
         if epoch < 0:
@@ -318,11 +337,15 @@ class Partition:
         if epoch < state.leader_epoch:
             raise BrokerError(
                 f"Leader epoch {epoch} is older than {state.leader_epoch} for "
-                f"{self.topic}-{self.partition}", ErrorCode.FENCED_LEADER_EPOCH)
+                f"{self.topic}-{self.partition}",
+                ErrorCode.FENCED_LEADER_EPOCH,
+            )
         if epoch > state.leader_epoch:
             raise BrokerError(
                 f"Leader epoch {epoch} is newer than {state.leader_epoch} for "
-                f"{self.topic}-{self.partition}", ErrorCode.UNKNOWN_LEADER_EPOCH)
+                f"{self.topic}-{self.partition}",
+                ErrorCode.UNKNOWN_LEADER_EPOCH,
+            )
 
     def _update_follower(self, follower: FollowerState, fetch_offset: int, leo: int) -> None:
         now = self._clock.monotonic()
@@ -403,7 +426,8 @@ class Partition:
                 raise AssertionError("the leader never leaves its own ISR")
             try:
                 stored = await self._isr_writer.write_isr(
-                    self.topic, self.partition, state.with_isr(new_isr))
+                    self.topic, self.partition, state.with_isr(new_isr)
+                )
             except BrokerError as exc:
                 log.warning("%r: ISR change to %s failed: %s", self, new_isr, exc)
                 return
@@ -431,8 +455,9 @@ class Partition:
 
     # -------------------------------------------------------------------------- consumer side
 
-    def read_committed(self, offset: int, *, max_bytes: int, current_leader_epoch: int = -1
-                       ) -> ReadResult:
+    def read_committed(
+        self, offset: int, *, max_bytes: int, current_leader_epoch: int = -1
+    ) -> ReadResult:
         """A consumer read: leader only, whole batches below the high watermark."""
         state = self._require_leader()
         self._check_epoch(current_leader_epoch, state)
@@ -442,12 +467,15 @@ class Partition:
             raise OffsetOutOfRangeError(
                 f"Offset {offset} is outside [{self.log.log_start_offset}, {leo}] of "
                 f"{self.topic}-{self.partition}",
-                log_start_offset=self.log.log_start_offset, log_end_offset=leo,
+                log_start_offset=self.log.log_start_offset,
+                log_end_offset=leo,
             )
         data = b""
         if offset < hw:
             data = self.log.read(offset, max_bytes=max_bytes, max_offset=hw).data
-        return ReadResult(data=data, high_watermark=hw,
-                          log_start_offset=self.log.log_start_offset,
-                          log_end_offset=self.log.log_end_offset)
-
+        return ReadResult(
+            data=data,
+            high_watermark=hw,
+            log_start_offset=self.log.log_start_offset,
+            log_end_offset=self.log.log_end_offset,
+        )
