@@ -693,7 +693,7 @@ class ZooKeeperClient:
                 return await self._once(what, path, start)
             except ZooKeeperUnavailableError:
                 left = deadline - loop.time()
-                if left <= 0 or self._closing:
+                if left <= 0 or self._closing or self._kazoo is None:
                     raise
                 with contextlib.suppress(ZooKeeperUnavailableError):
                     await self.wait_connected(left)

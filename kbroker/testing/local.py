@@ -328,12 +328,11 @@ class ManagedProcess:
         return self.wait_exit(timeout)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL. A paused process is resumed first."""
+        """SIGTERM (plus SIGCONT, in case it is paused), wait up to ``timeout``, then SIGKILL."""
         if not self.running:
             return self._forget()
-        if self._paused:
-            self.resume()
         self.send_signal(signal.SIGTERM)
+        self.resume()  # a stopped process (paused by us or anyone) must run to see SIGTERM
         try:
             return self.wait_exit(timeout)
         except ProcessError:

@@ -172,3 +172,10 @@ async def test_requests_after_close_fail(zk: ZooKeeperClient) -> None:
     await zk.close()
     with pytest.raises(ZooKeeperUnavailableError):
         await zk.get("/")
+
+
+async def test_requests_before_start_fail_fast() -> None:
+    client = ZooKeeperClient("127.0.0.1:1", session_timeout_ms=10_000)
+    async with asyncio.timeout(1):
+        with pytest.raises(ZooKeeperUnavailableError, match="not started"):
+            await client.get("/")
