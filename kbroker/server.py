@@ -96,9 +96,13 @@ class Broker:
         self._sticky = itertools.count()
         self._logs = LogManager(Path(config.data_dir), self._default_topic_config, clock=self.clock)
         self._flusher = GroupCommitFlusher()
+        # Fence after a third of the session timeout of SUSPENDED: kazoo itself reports
+        # SUSPENDED only after up to 2/3 of it without an answer, so the broker stops leading
+        # no later than the moment ZooKeeper may expire its session and elect someone else.
         self.zk = ZooKeeperClient(
             config.zookeeper_connect,
             session_timeout_ms=config.zookeeper_session_timeout_ms,
+            fence_ratio=1 / 3,
             clock=self.clock,
         )
         self._session: aiohttp.ClientSession | None = None

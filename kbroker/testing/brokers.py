@@ -1,0 +1,368 @@
+"""Real kbroker processes on loopback: one broker, or a whole local cluster.
+
+:class:`BrokerProcess` runs ``python -m kbroker serve`` with its own data directory, port and
+log file (a :class:`~kbroker.testing.local.ManagedProcess`), and waits until it answers HTTP.
+:class:`LocalCluster` adds a ZooKeeper ensemble (or uses an existing one) and N brokers, with
+fault helpers (kill -9, SIGSTOP/SIGCONT, SIGTERM, restart). The test suite and the local mode of
+``make cluster-up`` use these; users may too.
+
+Directory layout under a cluster's ``base_dir``::
+
+    zookeeper/...            the ensemble (see kbroker.testing.local)
+    broker1/data/            broker 1's data directory
+    broker1/broker.log       everything it prints
+    broker1/broker.pid       its pid while running
+    cluster.json             connect string and broker URLs
+
+Not thread-safe; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Self
+
+from kbroker.testing.local import (
+    LOOPBACK,
+    ManagedProcess,
+    ProcessError,
+    ZooKeeperEnsemble,
+    free_ports,
+    stop_pid_file,
+)
+
+__all__ = ["BrokerProcess", "LocalCluster", "http_json"]
+
+#: Settings that make failure detection quick on a test machine (tickTime 500 ms ZooKeeper).
+FAST_FAILOVER: Final[Mapping[str, str]] = {
+    "zookeeper.session.timeout.ms": "4000",
+    "replica.lag.time.max.ms": "4000",
+    "controlled.shutdown.timeout.ms": "15000",
+}
+_MARKER: Final = "kbroker serve"
+
+
+def http_json(
+    url: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    timeout: float = 10.0,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
+    """A small blocking HTTP client for tests and tools: (status, parsed JSON or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        status = exc.code
+    return status, json.loads(raw) if raw else None
+
+
+class BrokerProcess:
+    """One ``kbroker serve`` process (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        broker_id: int,
+        zookeeper: str,
+        base_dir: Path,
+        port: int | None = None,
+        rack: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        detach: bool = False,
+        python: str = sys.executable,
+        log_level: str = "INFO",
+    ) -> None:
+        self.broker_id = broker_id
+        self.zookeeper = zookeeper
+        self.dir = base_dir / f"broker{broker_id}"
+        self.port = port if port is not None else free_ports(1)[0]
+        self.settings = dict(settings or {})
+        argv = [
+            python,
+            "-m",
+            "kbroker",
+            "serve",
+            "--broker-id",
+            str(broker_id),
+            "--zookeeper",
+            zookeeper,
+            "--listen",
+            f"{LOOPBACK}:{self.port}",
+            "--data-dir",
+            str(self.dir / "data"),
+            "--log-level",
+            log_level,
+        ]
+        if rack:
+            argv += ["--rack", rack]
+        for name, value in self.settings.items():
+            argv += ["--set", f"{name}={value}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KBROKER_")}
+        self.process = ManagedProcess(
+            name=f"broker{broker_id}",
+            argv=argv,
+            log_path=self.dir / "broker.log",
+            pid_path=self.dir / "broker.pid",
+            env=env,
+            detach=detach,
+        )
+
+    def __repr__(self) -> str:
+        return f"<BrokerProcess {self.broker_id} {self.url} running={self.running}>"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def start(self, *, wait: bool = True, timeout: float = 60.0) -> None:
+        self.process.start()
+        if wait:
+            self.wait_serving(timeout)
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        """Wait until the broker logs that it serves and answers ``GET /``."""
+        self.process.wait_for_log("serving at", timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if http_json(self.url + "/", timeout=2.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    f"broker {self.broker_id} does not answer HTTP:\n{self.process.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (controlled shutdown) and wait for the exit."""
+        return self.process.stop(timeout)
+
+    def kill(self) -> int | None:
+        """SIGKILL: no shutdown at all (kill -9)."""
+        return self.process.kill()
+
+    def pause(self) -> None:
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines)
+
+
+class LocalCluster:
+    """A ZooKeeper ensemble and ``brokers`` kbroker processes on 127.0.0.1."""
+
+    MANIFEST: Final = "cluster.json"
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        brokers: int = 3,
+        zookeeper_nodes: int = 3,
+        zookeeper: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        racks: Sequence[str] | None = None,
+        detach: bool = False,
+        ports: Sequence[int] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        self.base_dir = base_dir.resolve()
+        self.ensemble: ZooKeeperEnsemble | None = None
+        if zookeeper is None:
+            self.ensemble = ZooKeeperEnsemble(
+                base_dir=self.base_dir / "zookeeper", size=zookeeper_nodes, detach=detach
+            )
+        self._zk_connect = zookeeper
+        self._ports = list(ports) if ports is not None else free_ports(brokers)
+        self._racks = list(racks) if racks else None
+        self._settings = dict(settings or {})
+        self._detach = detach
+        self._log_level = log_level
+        self.brokers: list[BrokerProcess] = []
+        """The broker processes, created by :meth:`start` (ids 1..N)."""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def zookeeper_connect(self) -> str:
+        if self._zk_connect is None:
+            assert self.ensemble is not None
+            self._zk_connect = self.ensemble.connect_string + "/kbroker"
+        return self._zk_connect
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://{LOOPBACK}:{port}" for port in self._ports]
+
+    @property
+    def bootstrap_url(self) -> str:
+        return ",".join(self.urls)
+
+    def broker(self, broker_id: int) -> BrokerProcess:
+        return self.brokers[broker_id - 1]
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start ZooKeeper (if owned) then every broker, and wait until all serve."""
+        if self.ensemble is not None:
+            self.ensemble.start()
+        if not self.brokers:
+            self.brokers = [
+                BrokerProcess(
+                    broker_id=i + 1,
+                    zookeeper=self.zookeeper_connect,
+                    base_dir=self.base_dir,
+                    port=port,
+                    rack=self._racks[i] if self._racks else None,
+                    settings=self._settings,
+                    detach=self._detach,
+                    log_level=self._log_level,
+                )
+                for i, port in enumerate(self._ports)
+            ]
+        for broker in self.brokers:
+            broker.start(wait=False)
+        for broker in self.brokers:
+            broker.wait_serving(timeout)
+        self.wait_registered(len(self.brokers), timeout)
+        self._write_manifest()
+
+    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until some broker reports ``count`` live brokers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for url in self.live_urls():
+                try:
+                    status, body = http_json(url + "/brokers", timeout=2.0)
+                except OSError:
+                    continue
+                if status == 200 and len(body["brokers"]) >= count:
+                    return
+            if time.monotonic() > deadline:
+                raise ProcessError(f"{count} brokers not registered within {timeout} s")
+            time.sleep(0.1)
+
+    def live_urls(self) -> list[str]:
+        return [b.url for b in self.brokers if b.running and not b.process.paused]
+
+    def any_url(self) -> str:
+        urls = self.live_urls()
+        if not urls:
+            raise ProcessError("no broker is running")
+        return urls[0]
+
+    def partition(self, topic: str, partition: int) -> dict[str, Any]:
+        """The partition as any live broker describes it (leader, isr, offsets...)."""
+        status, body = http_json(f"{self.any_url()}/topics/{topic}/partitions/{partition}")
+        if status != 200:
+            raise ProcessError(f"describe {topic}-{partition}: {status} {body}")
+        return dict(body)
+
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        leader = self.partition(topic, partition)["leader"]
+        return int(leader) if leader is not None else None
+
+    def controller(self) -> int | None:
+        status, body = http_json(f"{self.any_url()}/v3/clusters")
+        if status != 200:
+            return None
+        related = body["data"][0].get("controller")
+        return int(related["related"].rsplit("/", 1)[1]) if related else None
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        configs: Mapping[str, str] | None = None,
+    ) -> None:
+        url = self.any_url()
+        status, clusters = http_json(f"{url}/v3/clusters")
+        cluster_id = clusters["data"][0]["cluster_id"]
+        body = {
+            "topic_name": name,
+            "partitions_count": partitions,
+            "replication_factor": replication_factor,
+            "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()],
+        }
+        status, answer = http_json(
+            f"{url}/v3/clusters/{cluster_id}/topics", method="POST", body=body
+        )
+        if status != 201:
+            raise ProcessError(f"create topic {name}: {status} {answer}")
+
+    def close(self) -> None:
+        """Kill every broker and the owned ensemble; leaves no process behind."""
+        for broker in self.brokers:
+            if broker.process.paused:
+                broker.resume()
+            broker.kill()
+        if self.ensemble is not None:
+            self.ensemble.close()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop brokers with SIGTERM (controlled shutdown), then the owned ensemble."""
+        for broker in self.brokers:
+            broker.stop(timeout)
+        if self.ensemble is not None:
+            self.ensemble.close()
+
+    def _write_manifest(self) -> None:
+        manifest = {
+            "zookeeper": self.zookeeper_connect,
+            "brokers": [
+                {"id": b.broker_id, "url": b.url, "pid": b.process.pid, "dir": str(b.dir)}
+                for b in self.brokers
+            ],
+        }
+        (self.base_dir / self.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+    @classmethod
+    def stop_detached(cls, base_dir: Path, timeout: float = 30.0) -> list[str]:
+        """Stop a detached cluster from its pid files; returns what was stopped."""
+        stopped = []
+        for pid_file in sorted(base_dir.glob("broker*/broker.pid")):
+            if stop_pid_file(pid_file, marker=_MARKER, timeout=timeout) is not None:
+                stopped.append(pid_file.parent.name)
+        zk_dir = base_dir / "zookeeper"
+        if zk_dir.exists():
+            ZooKeeperEnsemble.stop_detached(zk_dir)
+            stopped.append("zookeeper")
+        return stopped
+
+    def __iter__(self) -> Iterator[BrokerProcess]:
+        return iter(self.brokers)

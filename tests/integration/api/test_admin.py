@@ -1,0 +1,153 @@
+"""Topic administration through the v3 API and metadata through v2, against a real broker."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
+from tests.integration.http import cluster_id, create_topic, fetch_all, produce, request
+
+pytestmark = pytest.mark.integration
+
+
+def _post(url: str, body: object) -> tuple[int, dict[str, object]]:
+    status, _, payload = request(
+        url, method="POST", body=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    return status, orjson.loads(payload) if payload else {}
+
+
+def test_topic_lifecycle(broker: BrokerProcess) -> None:
+    url = broker.url
+    cid = cluster_id(url)
+    topics = f"{url}/v3/clusters/{cid}/topics"
+    status, created = _post(
+        topics,
+        {
+            "topic_name": "life",
+            "partitions_count": 2,
+            "configs": [{"name": "retention.ms", "value": "60000"}],
+        },
+    )
+    assert status == 201, created
+    assert created["kind"] == "KafkaTopic" and created["partitions_count"] == 2
+    assert http_json(f"{url}/topics")[1] == ["life"]
+    status, listing = http_json(topics)
+    assert [t["topic_name"] for t in listing["data"]] == ["life"]
+    status, config = http_json(f"{topics}/life/configs/retention.ms")
+    assert config["value"] == "60000" and config["is_default"] is False
+    status, _, _ = request(
+        f"{topics}/life/configs/retention.ms",
+        method="PUT",
+        body=b'{"value": "120000"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 204
+    assert http_json(f"{topics}/life/configs/retention.ms")[1]["value"] == "120000"
+    status, _ = _post(
+        f"{topics}/life/configs:alter",
+        {
+            "data": [
+                {"name": "cleanup.policy", "value": "delete"},
+                {"name": "retention.ms", "operation": "DELETE"},
+            ]
+        },
+    )
+    assert status == 204
+    status, config = http_json(f"{topics}/life/configs/retention.ms")
+    assert config["is_default"] is True and config["value"] == str(7 * 24 * 3600 * 1000)
+    status, patched = http_json(f"{topics}/life", method="PATCH", body={"partitions_count": 4})
+    assert status == 200 and patched["partitions_count"] == 4
+    status, body = produce(url, "life", [{"value": 1}], partition=3)
+    assert status == 200 and body["offsets"][0]["error_code"] is None
+    status, _, _ = request(f"{topics}/life", method="DELETE")
+    assert status == 204
+    assert http_json(f"{url}/topics")[1] == []
+    assert http_json(f"{url}/topics/life")[0] == 404
+    assert not list(broker.data_dir.glob("life-*"))
+
+
+def test_recreated_topic_starts_empty(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "again")
+    produce(broker.url, "again", [{"value": "old"}], partition=0)
+    status, _, _ = request(
+        f"{broker.url}/v3/clusters/{cluster_id(broker.url)}/topics/again", method="DELETE"
+    )
+    assert status == 204
+    create_topic(broker.url, "again")
+    produce(broker.url, "again", [{"value": "new"}], partition=0)
+    assert [r["value"] for r in fetch_all(broker.url, "again", 0, 0, 1)] == ["new"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"topic_name": "a b"}, 422, 42220),
+        ({"topic_name": "x" * 250}, 422, 42220),
+        ({"topic_name": ".."}, 422, 42220),
+        ({"topic_name": "__consumer_offsets"}, 422, 42220),
+        ({"topic_name": "ok", "partitions_count": 0}, 422, 42221),
+        ({"topic_name": "ok", "partitions_count": "3"}, 422, 42221),
+        ({"topic_name": "ok", "replication_factor": 3}, 422, 42222),
+        ({"topic_name": "ok", "configs": [{"name": "retention.ms", "value": "soon"}]}, 422, 42223),
+        ({"topic_name": "ok", "configs": [{"name": "no.such.config", "value": "1"}]}, 422, 42223),
+        (
+            {"topic_name": "ok", "replicas_assignments": [{"partition_id": 0, "broker_ids": [9]}]},
+            422,
+            42222,
+        ),
+        ({"topic_name": "ok", "surprise": 1}, 422, 42206),
+        ({"topic_name": 5}, 422, 42220),
+    ],
+)
+def test_invalid_topic_creation(
+    broker: BrokerProcess, body: dict[str, object], status: int, code: int
+) -> None:
+    got_status, got = _post(f"{broker.url}/v3/clusters/{cluster_id(broker.url)}/topics", body)
+    assert (got_status, got["error_code"]) == (status, code), got
+    assert http_json(f"{broker.url}/topics")[1] == []
+
+
+def test_duplicate_and_colliding_topics(broker: BrokerProcess) -> None:
+    url = f"{broker.url}/v3/clusters/{cluster_id(broker.url)}/topics"
+    assert _post(url, {"topic_name": "dup.name"})[0] == 201
+    status, body = _post(url, {"topic_name": "dup.name"})
+    assert (status, body["error_code"]) == (409, 40904)
+    status, body = _post(url, {"topic_name": "dup_name"})
+    assert (status, body["error_code"]) == (422, 42220)
+    status, body = _post(url, {"topic_name": "checked", "validate_only": True})
+    assert status == 200 and http_json(f"{broker.url}/topics")[1] == ["dup.name"]
+
+
+def test_partitions_count_only_grows(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "grow", partitions=3)
+    url = f"{broker.url}/v3/clusters/{cluster_id(broker.url)}/topics/grow"
+    status, body = http_json(url, method="PATCH", body={"partitions_count": 2})
+    assert (status, body["error_code"]) == (422, 42221)
+
+
+def test_v3_resources(cluster: LocalCluster) -> None:
+    url = cluster.urls[0]
+    cid = cluster_id(url)
+    status, clusters = http_json(f"{url}/v3/clusters")
+    assert clusters["kind"] == "KafkaClusterList" and clusters["data"][0]["cluster_id"] == cid
+    status, brokers = http_json(f"{url}/v3/clusters/{cid}/brokers")
+    assert sorted(b["broker_id"] for b in brokers["data"]) == [1, 2, 3]
+    controller = cluster.controller()
+    assert controller in (1, 2, 3)
+    status, one = http_json(f"{url}/v3/clusters/{cid}/brokers/2")
+    assert one["port"] == cluster.broker(2).port and one["host"] == "127.0.0.1"
+    cluster.create_topic("v3t", partitions=2, replication_factor=3)
+    status, replicas = http_json(f"{url}/v3/clusters/{cid}/topics/v3t/partitions/0/replicas")
+    assert sorted(r["broker_id"] for r in replicas["data"]) == [1, 2, 3]
+    assert sum(r["is_leader"] for r in replicas["data"]) == 1
+    _, configs = http_json(f"{url}/v3/clusters/{cid}/topics/v3t/configs")
+    assert {"retention.ms", "min.insync.replicas"} <= {c["name"] for c in configs["data"]}
+
+
+def test_openapi_document_is_served(broker: BrokerProcess) -> None:
+    status, spec = http_json(f"{broker.url}/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    fetch = spec["paths"]["/topics/{topic}/partitions/{partition}/records"]["get"]
+    assert {"200", "404", "406", "416", "422"} <= set(fetch["responses"])
