@@ -136,10 +136,10 @@ def test_v3_resources(cluster: LocalCluster) -> None:
     assert sorted(b["broker_id"] for b in brokers["data"]) == [1, 2, 3]
     controller = cluster.controller()
     assert controller in (1, 2, 3)
-    status, one = http_json(f"{url}/v3/clusters/{cid}/brokers/2")
+    _status, one = http_json(f"{url}/v3/clusters/{cid}/brokers/2")
     assert one["port"] == cluster.broker(2).port and one["host"] == "127.0.0.1"
     cluster.create_topic("v3t", partitions=2, replication_factor=3)
-    status, replicas = http_json(f"{url}/v3/clusters/{cid}/topics/v3t/partitions/0/replicas")
+    _, replicas = http_json(f"{url}/v3/clusters/{cid}/topics/v3t/partitions/0/replicas")
     assert sorted(r["broker_id"] for r in replicas["data"]) == [1, 2, 3]
     assert sum(r["is_leader"] for r in replicas["data"]) == 1
     _, configs = http_json(f"{url}/v3/clusters/{cid}/topics/v3t/configs")

@@ -22,7 +22,7 @@ BINARY_V2 = "application/vnd.kafka.binary.v2+json"
 
 def test_json_records_round_trip_with_keys_headers_and_timestamps(broker: BrokerProcess) -> None:
     create_topic(broker.url, "orders", partitions=1)
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "key": "k1",
             "value": {"id": 1, "items": [1, 2]},
