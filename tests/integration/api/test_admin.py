@@ -130,9 +130,9 @@ def test_partitions_count_only_grows(broker: BrokerProcess) -> None:
 def test_v3_resources(cluster: LocalCluster) -> None:
     url = cluster.urls[0]
     cid = cluster_id(url)
-    status, clusters = http_json(f"{url}/v3/clusters")
+    _, clusters = http_json(f"{url}/v3/clusters")
     assert clusters["kind"] == "KafkaClusterList" and clusters["data"][0]["cluster_id"] == cid
-    status, brokers = http_json(f"{url}/v3/clusters/{cid}/brokers")
+    _, brokers = http_json(f"{url}/v3/clusters/{cid}/brokers")
     assert sorted(b["broker_id"] for b in brokers["data"]) == [1, 2, 3]
     controller = cluster.controller()
     assert controller in (1, 2, 3)
