@@ -72,10 +72,10 @@ def _loads(body: bytes) -> Any:
 class ProduceBody:
     """A validated produce request: its records and what they carry.
 
-    Invariants: ``records`` is a non-empty list of dicts whose keys are RECORD_FIELDS; under
-    ``binary`` every non-null key and value is valid base64; every ``timestamp`` is an int in
-    [0, MAX_TIMESTAMP]; every ``partition`` an int >= 0; headers are normalised to
-    ``[{"key": str, "value": base64 | null}]``.
+    Invariants: ``records`` is a list (empty when the request sent none) of dicts whose keys
+    are RECORD_FIELDS; under ``binary`` every non-null key and value is valid base64; every
+    ``timestamp`` is an int in [0, MAX_TIMESTAMP] or null; every ``partition`` present is an
+    int >= 0; headers present are normalised to ``[{"key": str, "value": base64 | null}]``.
     """
 
     records: list[dict[str, Any]]
@@ -158,7 +158,23 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
         _check_int_column(parsed.column("partition"), "partition", 0, (1 << 31) - 1)
     if "headers" in fields:
         _normalise_headers(records)
+    for name in _NULL_MEANS_ABSENT & fields:
+        _drop_nulls(records, name)
     return parsed
+
+
+#: Optional record fields whose explicit ``null`` means "not given": dropped at parse time so
+#: that stored payloads never carry them and fetched records show the defaults (the partition
+#: read from, no headers) instead of nulls.
+_NULL_MEANS_ABSENT: Final = frozenset({"partition", "headers"})
+
+
+def _drop_nulls(records: list[dict[str, Any]], name: str) -> None:
+    if None not in map(dict.get, records, repeat(name, len(records)), repeat(0)):
+        return  # the common case: every record that has the field gives it a value
+    for i, record in enumerate(records):
+        if name in record and record[name] is None:
+            records[i] = {k: v for k, v in record.items() if k != name}
 
 
 def _check_int_column(values: list[Any], name: str, low: int, high: int) -> None:
