@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 LONG_MAX: Final = (1 << 63) - 1
+LONG_MIN: Final = -(1 << 63)
 INT_MAX: Final = (1 << 31) - 1
 
 
@@ -146,11 +147,16 @@ def _convert(kind: type, raw: Any, name: str) -> Any:
         if isinstance(raw, bool):
             raise ConfigError(f"{name}={raw!r}: must be an integer")
         if isinstance(raw, int):
-            return raw
-        text = str(raw).strip()
-        if not re.fullmatch(r"-?\d{1,19}", text):
-            raise ConfigError(f"{name}={raw!r}: must be an integer")
-        return int(text)
+            value = raw
+        else:
+            text = str(raw).strip()
+            # [0-9], not \d: int() would also accept other scripts' digits.
+            if not re.fullmatch(r"-?[0-9]{1,19}", text):
+                raise ConfigError(f"{name}={raw!r}: must be an integer")
+            value = int(text)
+        if not LONG_MIN <= value <= LONG_MAX:
+            raise ConfigError(f"{name}={raw!r}: must be a 64-bit integer (Kafka's long)")
+        return value
     if kind is str:
         if not isinstance(raw, str | int | float):
             raise ConfigError(f"{name}={raw!r}: must be a string")
