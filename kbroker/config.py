@@ -524,14 +524,20 @@ _BROKER_BY_ALIAS: Final = {s.flag: s for s in BROKER_SETTINGS if s.flag}
 
 
 def parse_zookeeper_connect(connect: str) -> tuple[str, str]:
-    """Split ``HOST:PORT[,HOST:PORT...][/chroot]`` into (hosts, chroot). chroot may be ""."""
+    """Split ``HOST:PORT[,HOST:PORT...][/chroot]`` into (hosts, chroot). chroot may be "".
+
+    The chroot must be a path ZooKeeper accepts: no empty, ``.`` or ``..`` components.
+    """
     hosts, slash, chroot = connect.partition("/")
     if not hosts:
         raise ValueError("must name at least one HOST:PORT")
     for host in hosts.split(","):
         if _check_listen(host):
             raise ValueError(f"bad ZooKeeper address {host!r}: must be HOST:PORT")
-    if slash and (not re.fullmatch(r"[A-Za-z0-9._/-]*", chroot) or "//" in "/" + chroot):
+    relative = {".", ".."} & set(chroot.split("/"))
+    if slash and (
+        not re.fullmatch(r"[A-Za-z0-9._/-]*", chroot) or "//" in "/" + chroot or relative
+    ):
         raise ValueError(f"bad chroot /{chroot}")
     return hosts, ("/" + chroot.rstrip("/")) if slash and chroot.strip("/") else ""
 
