@@ -31,9 +31,12 @@ from typing import Any, Final, Self
 
 from kbroker.testing.local import (
     LOOPBACK,
+    SERVING_MODES,
     ManagedProcess,
     ProcessError,
     ZooKeeperEnsemble,
+    ZooKeeperNode,
+    ZooKeeperPorts,
     free_ports,
     stop_pid_file,
 )
@@ -47,6 +50,19 @@ FAST_FAILOVER: Final[Mapping[str, str]] = {
     "controlled.shutdown.timeout.ms": "15000",
 }
 _MARKER: Final = "kbroker serve"
+
+
+def _zookeeper_mode(node: ZooKeeperNode) -> str | None:
+    """Mode of a node that may have been started by another process (detached)."""
+    report = node.srvr(timeout=5.0)  # a JVM's first 4lw answer can take over a second
+    return report.get("Mode") if report else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http_json(url + "/", timeout=2.0)[0] == 200
+    except OSError:
+        return False
 
 
 def http_json(
@@ -193,13 +209,19 @@ class LocalCluster:
         racks: Sequence[str] | None = None,
         detach: bool = False,
         ports: Sequence[int] | None = None,
+        zookeeper_ports: Sequence[ZooKeeperPorts] | None = None,
+        tick_time_ms: int = 500,
         log_level: str = "INFO",
     ) -> None:
         self.base_dir = base_dir.resolve()
         self.ensemble: ZooKeeperEnsemble | None = None
         if zookeeper is None:
             self.ensemble = ZooKeeperEnsemble(
-                base_dir=self.base_dir / "zookeeper", size=zookeeper_nodes, detach=detach
+                base_dir=self.base_dir / "zookeeper",
+                size=zookeeper_nodes,
+                detach=detach,
+                ports=zookeeper_ports,
+                tick_time_ms=tick_time_ms,
             )
         self._zk_connect = zookeeper
         self._ports = list(ports) if ports is not None else free_ports(brokers)
@@ -239,6 +261,15 @@ class LocalCluster:
         """Start ZooKeeper (if owned) then every broker, and wait until all serve."""
         if self.ensemble is not None:
             self.ensemble.start()
+        self._make_brokers()
+        for broker in self.brokers:
+            broker.start(wait=False)
+        for broker in self.brokers:
+            broker.wait_serving(timeout)
+        self.wait_registered(len(self.brokers), timeout)
+        self._write_manifest()
+
+    def _make_brokers(self) -> None:
         if not self.brokers:
             self.brokers = [
                 BrokerProcess(
@@ -253,9 +284,32 @@ class LocalCluster:
                 )
                 for i, port in enumerate(self._ports)
             ]
+
+    def ensure_running(self, timeout: float = 90.0) -> None:
+        """Start whatever of a (detached) cluster is not serving; leave the rest alone.
+
+        Needs fixed ports (``ports`` and ``zookeeper_ports``) so that the pieces started
+        earlier are found again. Stale pid files of dead processes are cleaned up first.
+        """
+        ensemble = self.ensemble
+        if ensemble is not None:
+            serving = [_zookeeper_mode(node) in SERVING_MODES for node in ensemble.nodes]
+            if not any(serving):
+                ZooKeeperEnsemble.stop_detached(ensemble.base_dir)
+                ensemble.start()
+            else:
+                for index, node in enumerate(ensemble.nodes):
+                    if not serving[index]:
+                        stop_pid_file(node.node_dir / "zookeeper.pid", marker="QuorumPeerMain")
+                        ensemble.start(index)
+        self._make_brokers()
+        started = []
         for broker in self.brokers:
-            broker.start(wait=False)
-        for broker in self.brokers:
+            if not _answers(broker.url):
+                stop_pid_file(broker.dir / "broker.pid", marker=_MARKER)
+                broker.start(wait=False)
+                started.append(broker)
+        for broker in started:
             broker.wait_serving(timeout)
         self.wait_registered(len(self.brokers), timeout)
         self._write_manifest()
@@ -275,8 +329,18 @@ class LocalCluster:
                 raise ProcessError(f"{count} brokers not registered within {timeout} s")
             time.sleep(0.1)
 
+    def zookeeper_modes(self) -> list[str | None]:
+        """Mode of each owned ZooKeeper node (works for detached nodes too)."""
+        return [_zookeeper_mode(n) for n in self.ensemble.nodes] if self.ensemble else []
+
     def live_urls(self) -> list[str]:
-        return [b.url for b in self.brokers if b.running and not b.process.paused]
+        """URLs of brokers not known to be stopped or paused (brokers started by another
+        process, as after a detached ``make cluster-up``, count as live)."""
+        return [
+            b.url
+            for b in self.brokers
+            if not b.process.paused and (b.running or b.process.pid is None)
+        ]
 
     def any_url(self) -> str:
         urls = self.live_urls()
