@@ -50,12 +50,16 @@ class Signal:
 async def wait_any(signals: Iterable[Signal], timeout: float) -> bool:
     """Wait until any of ``signals`` is notified or ``timeout`` passes; True if notified.
 
-    The shared futures are never cancelled here, so other waiters are unaffected.
+    The shared futures are never cancelled here, so other waiters are unaffected. With no
+    signals it just waits out the timeout.
     """
     if timeout <= 0:
         return False
     futures = {signal.future() for signal in signals}
-    done, _ = await asyncio.wait(futures, timeout=timeout)
+    if not futures:
+        await asyncio.sleep(timeout)
+        return False
+    done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     return bool(done)
 
 
