@@ -127,12 +127,6 @@ def _serving(url: str) -> bool:
         return False
 
 
-def _stop_stale(broker: BrokerProcess) -> None:
-    pid_file = broker.dir / "broker.pid"
-    if pid_file.exists():
-        LocalCluster.stop_detached_broker(pid_file)
-
-
 def local_down(base: Path) -> list[str]:
     return LocalCluster.stop_detached(base)
 
@@ -225,32 +219,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _up(mode: str, base: Path) -> list[str]:
     if mode == "docker":
-        from kbroker import devcluster_docker  # noqa: PLC0415 - docker mode only
-
         return devcluster_docker.up(base)
     return local_up(base)
 
 
 def _down(mode: str, base: Path) -> list[str]:
     if mode == "docker":
-        from kbroker import devcluster_docker  # noqa: PLC0415
-
         return devcluster_docker.down(base)
     return local_down(base)
 
 
 def _status(mode: str, base: Path) -> int:
     if mode == "docker":
-        from kbroker import devcluster_docker  # noqa: PLC0415
-
         return devcluster_docker.status(base)
     return local_status(base)
 
 
 def _logs(mode: str, base: Path) -> None:
     if mode == "docker":
-        from kbroker import devcluster_docker  # noqa: PLC0415
-
         devcluster_docker.logs(base)
         return
     local_logs(base)
