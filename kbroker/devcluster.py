@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Final
 
-from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
-from kbroker.testing.local import ProcessError, ZooKeeperEnsemble, ZooKeeperPorts
+from kbroker import devcluster_docker
+from kbroker.testing.brokers import LocalCluster, http_json
+from kbroker.testing.local import ProcessError, ZooKeeperPorts
 
 __all__ = ["main"]
 
@@ -80,43 +81,21 @@ def docker_answers() -> bool:
 
 
 def _local_cluster(base: Path) -> LocalCluster:
-    zk = ",".join(f"127.0.0.1:{p.client}" for p in zookeeper_ports()) + "/kbroker"
-    cluster = LocalCluster(
-        base, brokers=BROKERS, zookeeper=zk, settings=SETTINGS, detach=True, ports=broker_ports()
+    return LocalCluster(
+        base,
+        brokers=BROKERS,
+        settings=SETTINGS,
+        detach=True,
+        ports=broker_ports(),
+        zookeeper_ports=zookeeper_ports(),
+        tick_time_ms=2000,
     )
-    cluster.ensemble = ZooKeeperEnsemble(
-        base_dir=base / "zookeeper", size=3, detach=True, ports=zookeeper_ports(), tick_time_ms=2000
-    )
-    cluster.brokers = [
-        BrokerProcess(
-            broker_id=i + 1, zookeeper=zk, base_dir=base, port=port, settings=SETTINGS, detach=True
-        )
-        for i, port in enumerate(broker_ports())
-    ]
-    return cluster
 
 
 def local_up(base: Path) -> list[str]:
     base.mkdir(parents=True, exist_ok=True)
     cluster = _local_cluster(base)
-    ensemble = cluster.ensemble
-    assert ensemble is not None
-    modes = ensemble.modes()
-    if not any(m in ("leader", "follower") for m in modes):
-        ZooKeeperEnsemble.stop_detached(base / "zookeeper")
-        ensemble.start()
-    else:
-        for index, node in enumerate(ensemble.nodes):
-            if node.mode() is None:
-                ensemble.start(index)
-    for broker in cluster.brokers:
-        if not _serving(broker.url):
-            _stop_stale(broker)
-            broker.start(wait=False)
-    for broker in cluster.brokers:
-        if broker.process.pid is not None:
-            broker.wait_serving(90)
-    cluster.wait_registered(BROKERS, 60)
+    cluster.ensure_running()
     return cluster.urls
 
 
