@@ -20,7 +20,8 @@ Kafka's replication rules:
   and are fenced when it differs.
 
 Concurrency: event-loop thread only. Appends and reads are synchronous. ISR writes await
-ZooKeeper; ``_isr_lock`` allows one in flight per partition, and state is re-checked after it.
+ZooKeeper; ``_isr_lock`` allows one in flight per partition, each change is computed from the
+state held under it, and the state is re-checked after the write.
 """
 
 from __future__ import annotations
@@ -380,8 +381,7 @@ class Partition:
             return
         offset = follower.log_end_offset
         if offset >= self.log.high_watermark and offset >= self.leader_epoch_start_offset:
-            new_isr = tuple(r for r in self.replicas if r in state.isr or r == replica_id)
-            self._spawn_isr_change(new_isr, f"broker {replica_id} caught up")
+            self._spawn_isr_change(replica_id)
 
     def out_of_sync_replicas(self) -> list[int]:
         """ISR members that have not been caught up for replica.lag.time.max.ms."""
@@ -400,13 +400,11 @@ class Partition:
 
     async def maybe_shrink_isr(self) -> None:
         """Drop lagging followers from the ISR (called periodically by the manager)."""
-        lagging = self.out_of_sync_replicas()
-        if lagging and self.state is not None:
-            new_isr = tuple(r for r in self.state.isr if r not in lagging)
-            await self._change_isr(new_isr, f"brokers {lagging} lagging")
+        if self.out_of_sync_replicas():
+            await self._change_isr(None)
 
-    def _spawn_isr_change(self, new_isr: tuple[int, ...], reason: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._change_isr(new_isr, reason))
+    def _spawn_isr_change(self, caught_up: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._change_isr(caught_up))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -417,10 +415,25 @@ class Partition:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._fail_waiters("the broker is shutting down")
 
-    async def _change_isr(self, new_isr: tuple[int, ...], reason: str) -> None:
+    async def _change_isr(self, caught_up: int | None) -> None:
+        """Add ``caught_up`` to the ISR, or (None) drop the followers that are lagging now.
+
+        The new ISR is computed from the state held once ``_isr_lock`` is taken, not from the
+        state seen when the change was decided: a shrink queued behind an expand (or behind a
+        controller update) must not write back an ISR that undoes it.
+        """
         async with self._isr_lock:
             state = self.state
-            if self.role is not Role.LEADER or state is None or set(new_isr) == set(state.isr):
+            if self.role is not Role.LEADER or state is None:
+                return
+            if caught_up is None:
+                lagging = self.out_of_sync_replicas()
+                new_isr = tuple(r for r in state.isr if r not in lagging)
+                reason = f"brokers {lagging} lagging"
+            else:
+                new_isr = tuple(r for r in self.replicas if r in state.isr or r == caught_up)
+                reason = f"broker {caught_up} caught up"
+            if set(new_isr) == set(state.isr):
                 return
             if self.broker_id not in new_isr:
                 raise AssertionError("the leader never leaves its own ISR")
