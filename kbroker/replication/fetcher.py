@@ -3,8 +3,9 @@
 A :class:`ReplicaFetcher` owns the partitions this broker follows on one leader. Each partition
 starts in the *truncating* state: the fetcher asks the leader for the end offset of the
 follower's latest leader epoch and truncates as KIP-101/279 prescribe (iterating when the
-epochs disagree), never to the local high watermark. Then it fetches whole batches from its
-log end offset, appends them untouched (the log checks every CRC and that offsets are
+epochs disagree), not to the local high watermark (only a log with no epoch at all, or a
+leader that knows no epoch, falls back to it, as in Kafka). Then it fetches whole batches from
+its log end offset, appends them untouched (the log checks every CRC and that offsets are
 contiguous) and follows the leader's high watermark.
 
 Concurrency: each fetcher is one asyncio task; partitions are added and removed from the event
@@ -141,7 +142,7 @@ class ReplicaFetcher:
             cache = state.partition.log.leader_epoch_cache
             epoch = state.ask_epoch if state.ask_epoch is not None else cache.latest_epoch
             if epoch is None or epoch < 0:
-                self._truncation_done(tp, state)  # nothing local to reconcile
+                self._truncate_without_epochs(tp, state)
                 continue
             asks.append((tp[0], tp[1], epoch))
         if not asks:
@@ -189,6 +190,22 @@ class ReplicaFetcher:
             plog.truncate_to(target)
         if done or state.ask_epoch == asked:
             self._truncation_done(tp, state)
+
+    def _truncate_without_epochs(self, tp: TopicPartition, state: _FetchState) -> None:
+        """No local epoch to ask about: an empty log, or data whose epochs are unknown (a lost
+        leader-epoch-checkpoint). Like Kafka's partitions without epochs, keep only what is
+        known committed (the high watermark); fetching from the LEO could keep a divergent
+        uncommitted tail forever."""
+        plog = state.partition.log
+        if plog.high_watermark < plog.log_end_offset:
+            log.warning(
+                "%r: no leader epochs for offsets up to %d; truncating to the high watermark %d",
+                state.partition,
+                plog.log_end_offset,
+                plog.high_watermark,
+            )
+            plog.truncate_to(plog.high_watermark)
+        self._truncation_done(tp, state)
 
     def _truncation_done(self, tp: TopicPartition, state: _FetchState) -> None:
         state.truncating = False
