@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,14 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.errors import BrokerError, ErrorCode
 from kbroker.log.batch import ATTR_RECORD_TIMESTAMPS, PayloadCodec, encode_header
+from kbroker.log.partition_log import PartitionLog
 from kbroker.records import (
     MAX_TIMESTAMP,
     PartitionRecords,
     ProduceBody,
     encode_offsets_response,
     encode_partition_records,
+    offset_for_timestamp,
     parse_produce_body,
     render_batches,
 )
@@ -685,3 +689,55 @@ def test_round_trip(
                     assert got[name] is None
                 else:
                     assert base64.b64decode(got[name]) == orjson.dumps(sent[name])
+
+
+# ------------------------------------------------------------------- offset_for_timestamp
+
+
+def test_offset_for_timestamp(tmp_path: Path) -> None:
+    clock = _Clock()
+    config = TopicConfig.from_broker(
+        BrokerConfig.build({"broker.id": 1, "zookeeper.connect": "zk:1", "data.dir": "/x"})
+    )
+    plog = PartitionLog.open(tmp_path / "t-0", "t", 0, config, clock=clock)
+    try:
+        batches = [
+            # (records, now): per-record timestamps, not monotonic inside the batch
+            ([{"timestamp": 100}, {"timestamp": 300}, {"timestamp": 200}], 0),
+            ([{"value": 1}, {"value": 2}], 400),  # batch time only
+            ([{"timestamp": 500}, {"timestamp": 450}], 0),
+        ]
+        for records, now in batches:
+            for batch in encode(parse({"records": records}), now_ms=now):
+                plog.append_as_leader(
+                    batch.payload,
+                    record_count=batch.record_count,
+                    attributes=batch.attributes | PayloadCodec.JSON,
+                    first_timestamp=batch.first_timestamp,
+                    max_timestamp=batch.max_timestamp,
+                    leader_epoch=0,
+                )
+        assert offset_for_timestamp(plog, 0) is None  # nothing committed yet
+        plog.update_high_watermark(plog.log_end_offset)
+        assert offset_for_timestamp(plog, 0) == (0, 100)
+        assert offset_for_timestamp(plog, 100) == (0, 100)
+        assert offset_for_timestamp(plog, 150) == (1, 300)  # first record at or after, by offset
+        assert offset_for_timestamp(plog, 301) == (3, 400)
+        assert offset_for_timestamp(plog, 401) == (5, 500)
+        assert offset_for_timestamp(plog, 460) == (5, 500)
+        assert offset_for_timestamp(plog, 501) is None
+        plog.truncate_to(5)  # the last batch is gone
+        assert offset_for_timestamp(plog, 401) is None
+    finally:
+        plog.close()
+
+
+class _Clock:
+    def now_ms(self) -> int:
+        return 0
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        return None
