@@ -160,8 +160,8 @@ class BrokerProcess:
             self.wait_serving(timeout)
 
     def wait_serving(self, timeout: float = 60.0) -> None:
-        """Wait until the broker logs that it serves and answers ``GET /``."""
-        self.process.wait_for_log("serving at", timeout)
+        """Wait until the broker answers ``GET /`` (it serves HTTP only once it has loaded
+        its logs, registered in ZooKeeper and read the cluster metadata)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -169,6 +169,8 @@ class BrokerProcess:
                     return
             except OSError:
                 pass
+            if self.process.pid is not None and not self.process.running:
+                raise ProcessError(f"broker {self.broker_id} exited:\n{self.process.log_tail()}")
             if time.monotonic() > deadline:
                 raise ProcessError(
                     f"broker {self.broker_id} does not answer HTTP:\n{self.process.log_tail()}"
