@@ -348,7 +348,7 @@ _OFFSET_SEP: Final = b',"error_code":null,"error":null},{"partition":%d,"offset"
 
 
 def encode_offsets_response(
-    results: Sequence[tuple[int | None, int | None, int | None, str | None]] | None = None,
+    results: Sequence[tuple[Any, ...]] | None = None,
     *,
     partition: int | None = None,
     base_offset: int | None = None,
@@ -356,9 +356,11 @@ def encode_offsets_response(
 ) -> bytes:
     """The produce response ``{"offsets": [...], "key_schema_id": null, ...}``.
 
-    Either ``results`` lists (partition, offset, error_code, error) per record in request order,
-    or the fast form names one partition whose records got consecutive offsets from
-    ``base_offset`` (built with bytes operations, no per-record Python objects).
+    Either ``results`` lists (partition, offset, error_code, error[, after_append]) per record in
+    request order (``after_append`` true adds ``"after_append": true``: the record may have been
+    written although the request failed), or the fast form names one partition whose records
+    got consecutive offsets from ``base_offset`` (built with bytes operations, no per-record
+    Python objects).
     """
     if results is None:
         if record_count == 0 or partition is None or base_offset is None:
@@ -372,8 +374,9 @@ def encode_offsets_response(
             )
         return b'{"offsets":[' + body + b'],"key_schema_id":null,"value_schema_id":null}'
     offsets = [
-        {"partition": p, "offset": o, "error_code": code, "error": error}
-        for p, o, code, error in results
+        {"partition": r[0], "offset": r[1], "error_code": r[2], "error": r[3]}
+        | ({"after_append": True} if len(r) > 4 and r[4] else {})
+        for r in results
     ]
     return orjson.dumps({"offsets": offsets, "key_schema_id": None, "value_schema_id": None})
 

@@ -43,7 +43,8 @@ __all__ = ["produce_to_partition", "produce_to_topic", "read_body"]
 log = logging.getLogger(__name__)
 
 #: Per-record outcome: (partition, offset, error_code, error message).
-Outcome = tuple[int | None, int | None, int | None, str | None]
+Outcome = tuple[int | None, int | None, int | None, str | None, bool]
+"""Per record: (partition, offset, error_code, error message, after_append)."""
 #: Attempts at a partition whose leader is moving (NOT_LEADER from a stale view).
 _ROUTE_ATTEMPTS = 3
 
@@ -147,7 +148,7 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
                 )
             )
         return json_response(encode_offsets_response(outcome))
-    results: list[Outcome] = [(None, None, None, None)] * len(job.body.records)
+    results: list[Outcome] = [(None, None, None, None, False)] * len(job.body.records)
     outcomes = await asyncio.gather(
         *(_produce_partition(job, p, positions) for p, positions in targets.items())
     )
@@ -155,7 +156,7 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
         if isinstance(outcome, int):
             for i, position in enumerate(positions):
                 offset = None if job.acks == 0 else outcome + i
-                results[position] = (partition, offset, None, None)
+                results[position] = (partition, offset, None, None, False)
         else:
             for position, result in zip(positions, outcome, strict=True):
                 results[position] = result
@@ -182,7 +183,8 @@ async def _produce_partition(
                 raise
             retry = exc.code in _RETRY_ROUTING and not exc.after_append
             if not retry or attempt == _ROUTE_ATTEMPTS - 1:
-                return [(partition, None, int(exc.code), exc.message)] * len(positions)
+                failed = (partition, None, int(exc.code), exc.message, exc.after_append)
+                return [failed] * len(positions)
             await asyncio.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
 
@@ -233,4 +235,7 @@ async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[
             ErrorCode(doc.get("error_code", ErrorCode.BROKER_NOT_AVAILABLE)),
             after_append=bool(doc.get("after_append")),
         )
-    return [(partition, o["offset"], o["error_code"], o["error"]) for o in doc["offsets"]]
+    return [
+        (partition, o["offset"], o["error_code"], o["error"], bool(o.get("after_append")))
+        for o in doc["offsets"]
+    ]

@@ -1,0 +1,246 @@
+"""A continuous acks=all producer and a Jepsen-style checker of what it was told.
+
+:class:`Writer` sends small batches of uniquely numbered records to every partition of a topic,
+through whichever broker answers, and keeps a history: for every record, whether the cluster
+acknowledged it (and at which offset), refused it for sure (nothing was written), or left it
+indeterminate (the request failed after the records may have been written: timeouts, lost
+connections, ``after_append`` errors). Definite refusals are retried; indeterminate ones are
+not, so that a duplicate in the log can only come from the broker.
+
+:func:`check` reads every partition back from the start and reports, in Jepsen's vocabulary:
+
+* ``lost``: acknowledged records that are not in the log;
+* ``duplicated``: records present more than once;
+* ``inconsistent_offsets``: acknowledged records found at another offset than acknowledged;
+* ``reordered``: records of one writer out of the order they were acknowledged in;
+* ``unexpected``: records the writer never sent or that it was told were refused.
+
+Everything is bounded: the writer stops when asked or after its deadline; reads stop at the
+high watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+__all__ = ["CheckResult", "Outcome", "Writer", "check", "read_partition"]
+
+JSON_V2 = "application/vnd.kafka.json.v2+json"
+#: Error codes meaning "nothing was written; send again" (before any append).
+_DEFINITE = frozenset({50302, 50303, 50304, 50309, 50312, 50313, 50317, 40402})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the writer knows of one record."""
+
+    partition: int
+    value: int
+    sent_at: float
+    offset: int | None = None
+    status: str = "pending"
+    """acked, refused, indeterminate or pending."""
+
+
+@dataclass(slots=True)
+class Writer:
+    """Writes ``batch`` records per request to every partition, round-robin over brokers."""
+
+    urls: Sequence[str]
+    topic: str
+    partitions: int
+    batch: int = 5
+    acks: str = "all"
+    timeout_s: float = 10.0
+    pause_s: float = 0.005
+    history: dict[int, Outcome] = field(default_factory=dict)
+    failures: Counter[str] = field(default_factory=Counter)
+    """Why requests failed (error code or exception name) -> count."""
+    ack_times: list[float] = field(default_factory=list)
+    _next: itertools.count[int] = field(default_factory=itertools.count)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, duration_s: float) -> None:
+        """Write until :meth:`stop` or ``duration_s``; one task per partition."""
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            tasks = [
+                asyncio.create_task(self._partition_loop(session, p))
+                for p in range(self.partitions)
+            ]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), duration_s)
+            self._stop.set()
+            await asyncio.gather(*tasks)
+
+    async def _partition_loop(self, session: aiohttp.ClientSession, partition: int) -> None:
+        rng = random.Random(partition)
+        pending: list[Outcome] = []
+        while not self._stop.is_set():
+            if not pending:
+                now = time.monotonic()
+                pending = [
+                    Outcome(partition=partition, value=next(self._next), sent_at=now)
+                    for _ in range(self.batch)
+                ]
+                for outcome in pending:
+                    self.history[outcome.value] = outcome
+            url = self.urls[rng.randrange(len(self.urls))]
+            done = await self._send(session, url, partition, pending)
+            if done:
+                pending = []
+                await asyncio.sleep(self.pause_s)
+            else:
+                await asyncio.sleep(0.05)
+        for outcome in pending:
+            outcome.status = "refused"  # never sent successfully: nothing of it was written
+
+    async def _send(
+        self, session: aiohttp.ClientSession, url: str, partition: int, records: list[Outcome]
+    ) -> bool:
+        """True when the records' fate is settled (acked or indeterminate)."""
+        body = orjson.dumps({"records": [{"value": o.value} for o in records]})
+        try:
+            async with session.post(
+                f"{url}/topics/{self.topic}/partitions/{partition}?acks={self.acks}",
+                data=body,
+                headers={"Content-Type": JSON_V2},
+            ) as resp:
+                doc: Any = orjson.loads(await resp.read())
+        except aiohttp.ClientConnectorError:
+            self.failures["connect"] += 1
+            return False  # never reached a broker
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            self.failures[type(exc).__name__] += 1
+            return self._settle(records, "indeterminate")
+        if resp.status != 200:
+            self.failures[str(doc.get("error_code"))] += 1
+            definite = doc.get("error_code") in _DEFINITE and not doc.get("after_append")
+            return False if definite else self._settle(records, "indeterminate")
+        offsets = doc["offsets"]
+        code = offsets[0]["error_code"]
+        if code is None:
+            now = time.monotonic()
+            for outcome, result in zip(records, offsets, strict=True):
+                outcome.offset = result["offset"]
+                outcome.status = "acked"
+                self.ack_times.append(now - outcome.sent_at)
+            return True
+        self.failures[str(code)] += 1
+        if code in _DEFINITE and not offsets[0].get("after_append"):
+            return False
+        return self._settle(records, "indeterminate")
+
+    @staticmethod
+    def _settle(records: list[Outcome], status: str) -> bool:
+        for outcome in records:
+            outcome.status = status
+        return True
+
+    def acked(self) -> list[Outcome]:
+        return [o for o in self.history.values() if o.status == "acked"]
+
+
+async def read_partition(
+    url: str, topic: str, partition: int, *, timeout_s: float = 60.0
+) -> list[tuple[int, Any]]:
+    """Every (offset, value) of a partition from its start to the high watermark."""
+    out: list[tuple[int, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/topics/{topic}/partitions/{partition}/offsets") as resp:
+            offsets = orjson.loads(await resp.read())
+        position, end = offsets["beginning_offset"], offsets["end_offset"]
+        while position < end and time.monotonic() < deadline:
+            async with session.get(
+                f"{url}/topics/{topic}/partitions/{partition}/records",
+                params={"offset": position, "max_bytes": 4 << 20, "timeout": 0},
+            ) as resp:
+                records = orjson.loads(await resp.read())
+                if resp.status != 200:
+                    raise RuntimeError(f"read {topic}-{partition} at {position}: {records}")
+            out.extend((r["offset"], r["value"]) for r in records)
+            if records:
+                position = records[-1]["offset"] + 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    acked: int
+    indeterminate: int
+    read: int
+    lost: list[int]
+    duplicated: list[int]
+    inconsistent_offsets: list[int]
+    reordered: list[int]
+    unexpected: list[int]
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost
+            or self.duplicated
+            or self.inconsistent_offsets
+            or self.reordered
+            or self.unexpected
+        )
+
+    def summary(self) -> str:
+        return (
+            f"acked={self.acked} indeterminate={self.indeterminate} read={self.read} "
+            f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
+            f"inconsistent_offsets={len(self.inconsistent_offsets)} "
+            f"reordered={len(self.reordered)} unexpected={len(self.unexpected)}"
+        )
+
+
+def check(writer: Writer, logs: dict[int, list[tuple[int, Any]]]) -> CheckResult:
+    """Compare what ``writer`` was told with what the partitions hold (``logs``)."""
+    seen: Counter[Any] = Counter()
+    where: dict[Any, tuple[int, int]] = {}
+    for partition, entries in logs.items():
+        for offset, value in entries:
+            seen[value] += 1
+            where[value] = (partition, offset)
+    history = writer.history
+    acked = writer.acked()
+    lost = [o.value for o in acked if o.value not in seen]
+    duplicated = [v for v, n in seen.items() if n > 1]
+    inconsistent = [
+        o.value for o in acked if o.value in where and where[o.value] != (o.partition, o.offset)
+    ]
+    unexpected = [v for v in seen if v not in history or history[v].status == "refused"]
+    reordered: list[int] = []
+    for entries in logs.values():
+        last = -1
+        for _offset, value in entries:
+            outcome = history.get(value)
+            if outcome is not None and outcome.status == "acked":
+                if value < last:
+                    reordered.append(value)
+                last = max(last, value)
+    return CheckResult(
+        acked=len(acked),
+        indeterminate=sum(o.status == "indeterminate" for o in history.values()),
+        read=sum(len(e) for e in logs.values()),
+        lost=lost,
+        duplicated=duplicated,
+        inconsistent_offsets=inconsistent,
+        reordered=reordered,
+        unexpected=unexpected,
+    )
