@@ -87,6 +87,17 @@ def test_leaders_spread_when_not_a_multiple(seed: int) -> None:
     assert max(leaders.values()) - min(leaders[b] for b in brokers) <= 1
 
 
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_follower_shift_grows_every_round(seed: int, n: int) -> None:
+    # Kafka's nextReplicaShift: over n - 1 rounds every broker follows every other broker's
+    # led partitions exactly once (followers of one broker's partitions are spread).
+    assignment = assign_replicas(plain(n), n * (n - 1), 2, rng=random.Random(seed))
+    pairs = Counter((replicas[0], replicas[1]) for replicas in assignment.values())
+    assert len(pairs) == n * (n - 1)
+    assert set(pairs.values()) == {1}
+
+
 def test_same_seed_same_assignment() -> None:
     one = assign_replicas(plain(5), 10, 3, rng=random.Random(42))
     two = assign_replicas(plain(5), 10, 3, rng=random.Random(42))

@@ -198,12 +198,17 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def in_sync(pair: Pair, leader: Partition, *, same_epochs: bool = True) -> None:
-    """Wait until the follower holds the leader's log and high watermark."""
+    """Wait until the follower holds the leader's log and high watermark.
+
+    The leader's HW reaching its LEO with the follower in the ISR proves the follower fetched
+    up to the end (equal LEOs alone can be a divergent log of the same length).
+    """
     await until(
         lambda: (
-            pair.follower_log.log_end_offset == pair.leader_log.log_end_offset
+            leader.isr == (LEADER, FOLLOWER)
+            and pair.leader_log.high_watermark == pair.leader_log.log_end_offset
             and pair.follower_log.high_watermark == pair.leader_log.high_watermark
-            and leader.isr == (LEADER, FOLLOWER)
+            and pair.follower_log.log_end_offset == pair.leader_log.log_end_offset
         )
     )
     assert all_bytes(pair.follower_log) == all_bytes(pair.leader_log)
@@ -307,6 +312,25 @@ async def test_divergent_epochs_after_fast_double_failover_truncate_iteratively(
     assert endpoint.epoch_asks == [3, 1]
     assert endpoint.fetches[0].partitions[0].fetch_offset == 3
     assert epochs(pair.follower_log) == [(0, 0), (2, 5), (4, 8)]
+
+
+async def test_same_epoch_ending_earlier_on_the_follower_truncates_to_the_follower_end(
+    pair: Pair, running: list[ReplicaFetcher]
+) -> None:
+    # Both agree on epoch 0 being the last common one, but the follower's epoch 0 ends at 3
+    # (its epoch 2 began there) while the leader's runs to 5: [3, 5) differ.
+    for log in (pair.leader_log, pair.follower_log):
+        append_records(log, 3, epoch=0)
+    append_records(pair.leader_log, 2, epoch=0, first=10)
+    append_records(pair.follower_log, 2, epoch=2, first=20)  # [3, 5): a batch ends at 5
+    append_records(pair.follower_log, 1, epoch=2, first=22)
+    leader = pair.leader(epoch=3)
+    produce(leader, 1, first=30)
+    endpoint = LocalLeader(leader)
+    start(running, endpoint, pair.follower(epoch=3))
+    await in_sync(pair, leader)
+    assert endpoint.epoch_asks == [2]
+    assert endpoint.fetches[0].partitions[0].fetch_offset == 3
 
 
 async def test_follower_with_data_but_no_epochs_truncates_to_its_hw(
@@ -434,6 +458,27 @@ async def test_leadership_change_during_fetch_appends_nothing(
     assert pair.follower_log.log_end_offset == 0
     assert follower.leader_epoch == 1
     fetcher.remove(TP)
+
+
+async def test_epoch_bump_during_fetch_appends_nothing(
+    pair: Pair, running: list[ReplicaFetcher]
+) -> None:
+    leader = pair.leader(epoch=0)
+    produce(leader, 3)
+    endpoint = LocalLeader(leader)
+    follower = pair.follower(epoch=0)
+    start(running, endpoint, follower)
+    bumped = asyncio.Event()
+
+    async def bump() -> None:
+        # Same leader, newer epoch (e.g. it was re-elected): answers for epoch 0 are stale.
+        follower.make_follower(state(LEADER, [LEADER, FOLLOWER], epoch=1), [LEADER, FOLLOWER])
+        bumped.set()
+
+    endpoint.before_answer = bump
+    await asyncio.wait_for(bumped.wait(), 5)
+    await until(lambda: len(endpoint.fetches) >= 3)
+    assert pair.follower_log.log_end_offset == 0
 
 
 async def test_removed_partition_in_flight_appends_nothing(

@@ -507,16 +507,18 @@ async def test_isr_expands_when_follower_reaches_hw(
 async def test_isr_expand_needs_the_leader_epoch_start_offset(
     log: PartitionLog, clock: FakeClock, writer: FakeIsrWriter
 ) -> None:
-    # The new leader's log reaches offset 8 from its previous epoch; its HW is only 3.
+    # The new leader's log reaches offset 8 from its previous epoch; its HW is only 3 (and
+    # stays there: follower 3, in the ISR, has not fetched in this epoch yet).
     append_records(log, 8, epoch=0)
     log.update_high_watermark(3)
-    partition = leader(log, clock, writer, (1,), epoch=1)
+    partition = leader(log, clock, writer, (1, 3), epoch=1)
     assert partition.leader_epoch_start_offset == 8
+    assert log.high_watermark == 3
     fetch(partition, 2, 5)  # >= HW but below the epoch start offset
     await asyncio.sleep(0)
-    assert writer.writes == [] and partition.isr == (1,)
+    assert writer.writes == [] and partition.isr == (1, 3)
     fetch(partition, 2, 8)
-    await settle(lambda: partition.isr == (1, 2))
+    await settle(lambda: partition.isr == (1, 2, 3))
 
 
 async def test_close_cancels_isr_writes_and_fails_waiters(
