@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from kbroker import __version__
@@ -122,6 +124,8 @@ class Broker:
         self._runner: web.AppRunner | None = None
         self._resync_pending = False
         self._first_snapshot = True
+        self.draining = False
+        """Set when stopping: responses carry ``Connection: close`` (see drain_middleware)."""
         self.ready = asyncio.Event()
         """Set once the broker serves HTTP."""
 
@@ -224,7 +228,26 @@ class Broker:
                 log.info("deleting log %s: no longer hosted here", plog.name)
                 self._logs.delete_log(plog.topic, plog.partition)
 
+    def _record_session(self) -> None:
+        """Write the ZooKeeper session id and password to ``<data.dir>/.zk-session`` (mode
+        0600). Operators and fault tests use it to expire this broker's session on purpose
+        (a second client on the same session, the kazoo test-harness trick)."""
+        client_id = self.zk.client_id
+        if client_id is None:
+            return
+        path = Path(self.config.data_dir) / ZK_SESSION_FILE
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(
+                    orjson.dumps(
+                        {"session_id": client_id[0], "password": client_id[1].hex()}
+                    ).decode()
+                )
+
     def _on_session(self, event: SessionEvent) -> None:
+        if event.kind in (SessionEventKind.CONNECTED, SessionEventKind.NEW_SESSION):
+            self._record_session()
         if event.kind is SessionEventKind.FENCED or event.kind is SessionEventKind.LOST:
             self.replicas.set_fenced(True)
         elif event.kind is SessionEventKind.CONNECTED and not self._resync_pending:
@@ -256,6 +279,7 @@ class Broker:
         try:
             await self.zk.start(timeout_s=self.config.zookeeper_connection_timeout_ms / 1000)
             self.zk.add_session_listener(self._on_session)
+            self._record_session()
             await ensure_persistent_paths(self.zk)
             await ensure_cluster_id(self.zk)
             self._registrar = BrokerRegistrar(
@@ -276,7 +300,9 @@ class Broker:
                 self.ready.set()
                 log.info("broker %d serving at %s", self.config.broker_id, self.config.url)
                 await stop.wait()
+                self.draining = True
                 await self._controlled_shutdown()
+                await asyncio.sleep(DRAIN_GRACE_S)
                 await self._stop_http()
                 for task in background:
                     task.cancel()
@@ -363,6 +389,8 @@ class Broker:
         """Ask the controller to move leadership away, and wait until none is left here."""
         if not self.config.controlled_shutdown_enable:
             return
+        if not await self.replicas.drain(timeout=2.0):
+            log.warning("controlled shutdown: acks=all produces still parked after 2 s")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.controlled_shutdown_timeout_ms / 1000
         while loop.time() < deadline:
@@ -419,6 +447,14 @@ class Broker:
         if self._session is not None:
             await self._session.close()
         log.info("broker %d stopped", self.config.broker_id)
+
+
+#: Pause between moving leadership away and closing connections, so that clients see
+#: ``Connection: close`` on their last requests instead of a reset.
+DRAIN_GRACE_S = 0.3
+
+#: File in the data directory holding this broker's ZooKeeper session id and password.
+ZK_SESSION_FILE = ".zk-session"
 
 
 def _raise_fd_limit() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from kbroker.api import internal, openapi, topics, v3
-from kbroker.api.errors import error_middleware
+from kbroker.api.errors import drain_middleware, error_middleware
 from kbroker.api.fetch import fetch_records
 from kbroker.api.produce import produce_to_partition, produce_to_topic
 from kbroker.api.services import SERVICES, Services
@@ -21,7 +21,7 @@ __all__ = ["build_app"]
 def build_app(services: Services) -> web.Application:
     """A ready-to-run application serving ``services``."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[drain_middleware, error_middleware],
         client_max_size=services.config.max_request_bytes,
     )
     app[SERVICES] = services

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from kbroker.api.errors import json_response
 from kbroker.api.media import produce_format
 from kbroker.api.params import acks_param, partition_path, topic_path
 from kbroker.api.services import SERVICES, Services
-from kbroker.cluster import TopicInfo
+from kbroker.cluster import ClusterMetadata, TopicInfo
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 from kbroker.records import (
     ProduceBody,
@@ -163,7 +163,9 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
     return json_response(encode_offsets_response(results))
 
 
-_RETRY_ROUTING = frozenset({ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE})
+_RETRY_ROUTING = frozenset(
+    {ErrorCode.NOT_LEADER, ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.SHUTTING_DOWN}
+)
 
 
 async def _produce_partition(
@@ -213,6 +215,42 @@ async def _produce_once(job: _Job, partition: int, positions: Sequence[int]) -> 
     return result.base_offset
 
 
+async def _unless_leader_moves(
+    services: Services, topic: str, partition: int, forward: Awaitable[web.Response]
+) -> web.Response:
+    """Await a forwarded request, giving up as soon as the partition gets another leader.
+
+    A leader that stopped answering (paused, cut off) would otherwise hold the request until
+    the forwarding timeout. The records may have reached it, so the failure is ambiguous.
+    """
+    leader = services.metadata.partition(topic, partition).leader
+
+    def moved(metadata: ClusterMetadata) -> bool:
+        topic_info = metadata.topics.get(topic)
+        return topic_info is None or topic_info.partition(partition).leader != leader
+
+    request = asyncio.ensure_future(forward)
+    watch = asyncio.ensure_future(
+        services.wait_for_metadata(moved, services.config.produce_timeout_ms / 1000 + 10)
+    )
+    try:
+        done, _ = await asyncio.wait({request, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if request in done:
+            return request.result()
+        if watch.result():
+            raise BrokerError(
+                f"The leader of {topic}-{partition} changed while the request was forwarded "
+                "to it; the records may or may not have been written",
+                ErrorCode.NOT_LEADER,
+                after_append=True,
+            )
+        return await request
+    finally:
+        for task in (request, watch):
+            if not task.done():
+                task.cancel()
+
+
 async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[Outcome]:
     services, body = job.services, job.body
     url = services.metadata.leader_url(job.topic.name, partition)
@@ -221,11 +259,16 @@ async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[
         if len(positions) == len(body.records)
         else [body.records[i] for i in positions]
     )
-    response = await services.peers.forward(
-        job.request,
-        url,
-        body=orjson.dumps({"records": records}),
-        path=f"/topics/{job.topic.name}/partitions/{partition}?acks={job.acks}",
+    response = await _unless_leader_moves(
+        services,
+        job.topic.name,
+        partition,
+        services.peers.forward(
+            job.request,
+            url,
+            body=orjson.dumps({"records": records}),
+            path=f"/topics/{job.topic.name}/partitions/{partition}?acks={job.acks}",
+        ),
     )
     raw: Any = response.body
     doc: Any = orjson.loads(raw or b"{}")

@@ -6,7 +6,7 @@ this; API tests can supply their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from aiohttp import web
@@ -91,10 +91,21 @@ class Services(Protocol):
     @property
     def metadata(self) -> ClusterMetadata: ...
 
+    @property
+    def draining(self) -> bool:
+        """True while the broker is stopping (responses close their connections)."""
+        ...
+
     def topic_config(self, topic: TopicInfo) -> TopicConfig: ...
 
     async def ensure_topic(self, name: str) -> TopicInfo:
         """The topic, auto-created when that is enabled; UNKNOWN_TOPIC otherwise."""
+        ...
+
+    async def wait_for_metadata(
+        self, predicate: Callable[[ClusterMetadata], bool], timeout: float
+    ) -> bool:
+        """Wait (bounded) until the metadata satisfies ``predicate``; whether it did."""
         ...
 
     def sticky_partition(self, topic: TopicInfo) -> int:

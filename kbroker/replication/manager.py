@@ -29,7 +29,7 @@ from typing import Protocol
 from kbroker.clock import Clock
 from kbroker.cluster import NO_LEADER, PartitionInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
-from kbroker.errors import BrokerError, NotLeaderError
+from kbroker.errors import BrokerError, ErrorCode, NotLeaderError
 from kbroker.log.batch import PayloadCodec
 from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from kbroker.log.partition_log import PartitionLog
@@ -91,6 +91,8 @@ class ReplicaManager:
         self._partitions: dict[TopicPartition, Partition] = {}
         self.fenced = False
         """True while ZooKeeper has been unreachable for too long: refuse to lead."""
+        self.shutting_down = False
+        """True once a controlled shutdown began: refuse new produces (retriable)."""
 
     # ------------------------------------------------------------------------- lookups
 
@@ -198,6 +200,11 @@ class ReplicaManager:
         timeout_ms: int,
     ) -> AppendResult:
         """Write ``batches`` to the local leader and wait as ``acks`` asks (0, 1 or -1)."""
+        if self.shutting_down:
+            raise BrokerError(
+                f"Broker {self._config.broker_id} is shutting down; its partitions are moving",
+                ErrorCode.SHUTTING_DOWN,
+            )
         if self.fenced:
             raise NotLeaderError(
                 f"Broker {self._config.broker_id} lost its ZooKeeper session; not leading"
@@ -340,6 +347,21 @@ class ReplicaManager:
                 else "unfenced: ZooKeeper reachable again",
             )
         self.fenced = fenced
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking produces and wait (bounded) until no acks=all produce is parked.
+
+        Controlled shutdown calls this before moving leadership away, so that requests in
+        flight complete instead of failing with an ambiguous NOT_LEADER.
+        """
+        self.shutting_down = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(p.pending_acks for p in self._partitions.values()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def close(self) -> None:
         await self._fetchers.close()

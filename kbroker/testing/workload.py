@@ -62,13 +62,16 @@ class Writer:
     partitions: int
     batch: int = 5
     acks: str = "all"
-    timeout_s: float = 10.0
+    timeout_s: float = 5.0
     pause_s: float = 0.005
+    avoid_s: float = 5.0
+    """How long a broker that did not answer is avoided."""
     history: dict[int, Outcome] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
     """Why requests failed (error code or exception name) -> count."""
     ack_times: list[float] = field(default_factory=list)
     _next: itertools.count[int] = field(default_factory=itertools.count)
+    _avoid: dict[str, float] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def stop(self) -> None:
@@ -99,7 +102,7 @@ class Writer:
                 ]
                 for outcome in pending:
                     self.history[outcome.value] = outcome
-            url = self.urls[rng.randrange(len(self.urls))]
+            url = self._pick(rng)
             done = await self._send(session, url, partition, pending)
             if done:
                 pending = []
@@ -108,6 +111,12 @@ class Writer:
                 await asyncio.sleep(0.05)
         for outcome in pending:
             outcome.status = "refused"  # never sent successfully: nothing of it was written
+
+    def _pick(self, rng: random.Random) -> str:
+        """A broker URL, avoiding for a while the ones that just failed to answer."""
+        now = time.monotonic()
+        usable = [u for u in self.urls if self._avoid.get(u, 0.0) <= now]
+        return rng.choice(usable or list(self.urls))
 
     async def _send(
         self, session: aiohttp.ClientSession, url: str, partition: int, records: list[Outcome]
@@ -123,9 +132,11 @@ class Writer:
                 doc: Any = orjson.loads(await resp.read())
         except aiohttp.ClientConnectorError:
             self.failures["connect"] += 1
+            self._avoid[url] = time.monotonic() + self.avoid_s
             return False  # never reached a broker
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             self.failures[type(exc).__name__] += 1
+            self._avoid[url] = time.monotonic() + self.avoid_s
             return self._settle(records, "indeterminate")
         if resp.status != 200:
             self.failures[str(doc.get("error_code"))] += 1
