@@ -14,6 +14,7 @@ succeed if sent again.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable
 from itertools import repeat
 from typing import Final, NamedTuple
@@ -22,11 +23,19 @@ from murmurhash2 import murmurhash2 as _murmurhash2
 
 __all__ = [
     "ACKS_HEADER",
+    "ATTR_RECORD_TIMESTAMPS",
+    "BATCH_CRC_START",
+    "BATCH_HEADER",
+    "BATCH_HEADER_SIZE",
+    "BATCH_LENGTH_PREFIX",
+    "BATCH_MAGIC",
     "FORWARDED_HEADER",
     "HIGH_WATERMARK_HEADER",
     "JSON_MEDIA_TYPES",
+    "LOG_START_HEADER",
     "MAX_PARTITION",
     "MAX_TOPIC_NAME_LENGTH",
+    "MEDIA_BATCHES",
     "MEDIA_BINARY_V2",
     "MEDIA_JSON",
     "MEDIA_JSON_V2",
@@ -35,6 +44,7 @@ __all__ = [
     "EmbeddedFormat",
     "ErrorCode",
     "ErrorSpec",
+    "PayloadCodec",
     "error_spec",
     "murmur2",
     "partition_for_key",
@@ -57,11 +67,49 @@ FORWARDED_HEADER: Final = "X-KBroker-Forwarded"
 #: fetch next (after the last record returned, or the requested offset when none was).
 HIGH_WATERMARK_HEADER: Final = "X-KBroker-High-Watermark"
 NEXT_OFFSET_HEADER: Final = "X-KBroker-Next-Offset"
+#: Response header of a batches fetch: the partition's log start offset.
+LOG_START_HEADER: Final = "X-KBroker-Log-Start-Offset"
 
 #: Kafka's limit on topic names (``Topic.MAX_NAME_LENGTH``).
 MAX_TOPIC_NAME_LENGTH: Final = 249
 #: Highest partition index a request may name; partitions per topic are capped below this.
 MAX_PARTITION: Final = 99_999
+
+
+# ------------------------------------------------------------------------- record batches
+#
+# ``GET /topics/{t}/partitions/{p}/batches`` returns stored record batches as they are on disk.
+# A batch is a 61-byte big-endian header and a payload:
+#
+#   base_offset int64, batch_length int32 (bytes after this field = 49 + payload_length),
+#   leader_epoch int32 (not CRC-covered), magic int8 (= 1), crc uint32 (CRC-32C of bytes 21 to
+#   the end of the payload), attributes int16 (bits 0-2 payload codec, bit 3 records carry
+#   their own timestamps), record_count int32, first_timestamp int64 (the timestamp of records
+#   without one), max_timestamp int64, producer_id int64, producer_epoch int16,
+#   base_sequence int32, payload_length int32, then payload_length bytes of payload.
+#
+# The payload is a JSON array of record objects ``{"key"?, "value"?, "headers"?,
+# "timestamp"?, "partition"?}``; the record at index i has offset base_offset + i.
+
+BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+BATCH_HEADER_SIZE: Final = BATCH_HEADER.size
+#: Bytes before ``batch_length`` starts counting (base_offset and batch_length).
+BATCH_LENGTH_PREFIX: Final = 12
+#: Offset of the first CRC-covered byte (``attributes``).
+BATCH_CRC_START: Final = 21
+BATCH_MAGIC: Final = 1
+#: Attribute bit: records carry their own ``timestamp`` fields.
+ATTR_RECORD_TIMESTAMPS: Final = 0b1000
+MEDIA_BATCHES: Final = "application/vnd.kbroker.batches"
+
+
+class PayloadCodec(enum.IntEnum):
+    """How a batch's payload encodes keys and values (attribute bits 0-2)."""
+
+    JSON = 1
+    """Keys and values are JSON documents."""
+    BINARY = 2
+    """Keys and values are base64 strings."""
 
 
 class EmbeddedFormat(enum.StrEnum):

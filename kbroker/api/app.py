@@ -11,7 +11,7 @@ from aiohttp import web
 
 from kbroker.api import internal, openapi, topics, v3
 from kbroker.api.errors import drain_middleware, error_middleware
-from kbroker.api.fetch import fetch_records
+from kbroker.api.fetch import fetch_batches, fetch_records
 from kbroker.api.produce import produce_to_partition, produce_to_topic
 from kbroker.api.services import SERVICES, Services
 
@@ -31,6 +31,7 @@ def build_app(services: Services) -> web.Application:
             web.post("/topics/{topic}", produce_to_topic),
             web.post("/topics/{topic}/partitions/{partition}", produce_to_partition),
             web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
+            web.get("/topics/{topic}/partitions/{partition}/batches", fetch_batches),
         ]
     )
     app.add_routes(v3.routes())

@@ -24,9 +24,15 @@ from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
 from kbroker.api.params import int_param, offset_param, partition_path, topic_path
 from kbroker.api.services import SERVICES
 from kbroker.records import render_batches
-from kclient.protocol import FORWARDED_HEADER, HIGH_WATERMARK_HEADER, NEXT_OFFSET_HEADER
+from kclient.protocol import (
+    FORWARDED_HEADER,
+    HIGH_WATERMARK_HEADER,
+    LOG_START_HEADER,
+    MEDIA_BATCHES,
+    NEXT_OFFSET_HEADER,
+)
 
-__all__ = ["fetch_records"]
+__all__ = ["fetch_batches", "fetch_records"]
 
 #: Cap on max_records (keeps one response bounded in memory).
 MAX_RECORDS = 100_000
@@ -75,4 +81,45 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
     response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
     response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
     response.headers[NEXT_OFFSET_HEADER] = str(rendered.next_offset)
+    return response
+
+
+async def fetch_batches(request: web.Request) -> web.StreamResponse:
+    """``GET /topics/{topic}/partitions/{partition}/batches?offset=N&max_bytes=&timeout=``.
+
+    kbroker extension for clients that read the stored batch format (kclient): the same read
+    as ``/records`` but the body is the raw batches (``application/vnd.kbroker.batches``, the
+    format documented in kclient.protocol), starting with the batch that holds ``offset``. No
+    per-record work happens on the broker; the client skips records before ``offset``.
+    """
+    services = request.app[SERVICES]
+    config = services.config
+    name = topic_path(request)
+    partition = partition_path(request)
+    offset = offset_param(request)
+    max_bytes = int_param(
+        request,
+        "max_bytes",
+        default=config.fetch_default_max_bytes,
+        low=1,
+        high=config.fetch_max_bytes,
+    )
+    timeout = int_param(
+        request,
+        "timeout",
+        default=config.fetch_default_wait_ms,
+        low=0,
+        high=config.fetch_max_wait_ms,
+    )
+    metadata = services.metadata
+    if metadata.partition(name, partition).leader != config.broker_id and (
+        FORWARDED_HEADER not in request.headers
+    ):
+        return await services.peers.forward(request, metadata.leader_url(name, partition))
+    result = await services.replicas.fetch(
+        name, partition, offset, max_bytes=max_bytes, max_wait_ms=timeout
+    )
+    response = web.Response(body=result.data, content_type=MEDIA_BATCHES)
+    response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
+    response.headers[LOG_START_HEADER] = str(result.log_start_offset)
     return response

@@ -20,6 +20,7 @@ from kbroker.config import BrokerConfig
 from kbroker.records import MAX_TIMESTAMP
 from kclient.protocol import (
     MAX_PARTITION,
+    MEDIA_BATCHES,
     MEDIA_BINARY_V2,
     MEDIA_JSON,
     MEDIA_JSON_V2,
@@ -471,6 +472,24 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
                     ErrorCode.OFFSET_OUT_OF_RANGE,
                     ErrorCode.NOT_ACCEPTABLE,
                     ErrorCode.JSON_CONVERSION,
+                    *_FORWARD_ERRORS,
+                ),
+            )
+        },
+        "/topics/{topic}/partitions/{partition}/batches": {
+            "get": _op(
+                "Fetch stored record batches from an offset (kbroker extension)",
+                [p for p in fetch_params if p["name"] != "max_records"],
+                _ok(
+                    "Raw batches; format in kclient.protocol",
+                    {"type": "string", "format": "binary"},
+                    MEDIA_BATCHES,
+                ),
+                (
+                    *_PARTITION_ERRORS,
+                    ErrorCode.INVALID_OFFSET,
+                    ErrorCode.INVALID_PARAMETER,
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
                     *_FORWARD_ERRORS,
                 ),
             )

@@ -29,7 +29,6 @@ Everything here is pure functions over bytes; safe to call from any thread.
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +37,29 @@ from typing import Final
 from crc32c import crc32c
 
 from kbroker.errors import CorruptRecordError
+from kclient.protocol import (
+    ATTR_RECORD_TIMESTAMPS,
+    PayloadCodec,
+)
+from kclient.protocol import (
+    BATCH_CRC_START as CRC_START,
+)
+from kclient.protocol import (
+    BATCH_HEADER as HEADER,
+)
+from kclient.protocol import (
+    BATCH_HEADER_SIZE as HEADER_SIZE,
+)
+from kclient.protocol import (
+    BATCH_LENGTH_PREFIX as LENGTH_PREFIX,
+)
+from kclient.protocol import (
+    BATCH_MAGIC as MAGIC,
+)
 
 __all__ = [
+    "ATTR_RECORD_TIMESTAMPS",
+    "CRC_START",
     "HEADER",
     "HEADER_SIZE",
     "LENGTH_PREFIX",
@@ -55,13 +75,8 @@ __all__ = [
     "verify_crc",
 ]
 
-HEADER: Final = struct.Struct(">qiibIhiqqqhii")
-HEADER_SIZE: Final = HEADER.size
-#: Bytes before ``batch_length`` counts begin (base_offset + batch_length).
-LENGTH_PREFIX: Final = 12
-#: Offset of the first CRC-covered byte (``attributes``).
-CRC_START: Final = 21
-MAGIC: Final = 1
+# The format itself is part of the wire contract (clients read whole batches from the
+# batches endpoint), so its constants live in kclient.protocol.
 #: Upper bound on one batch on disk; a length field above it marks corruption.
 MAX_BATCH_SIZE: Final = 1 << 30
 
@@ -70,18 +85,8 @@ _SPAN: Final = struct.Struct(">qi")
 _RECORD_COUNT: Final = struct.Struct(">i")
 _RECORD_COUNT_AT: Final = 23
 _CODEC_MASK: Final = 0b111
-ATTR_RECORD_TIMESTAMPS: Final = 0b1000
 
 assert HEADER_SIZE == 61
-
-
-class PayloadCodec(enum.IntEnum):
-    """How a batch's payload encodes its records (attribute bits 0-2)."""
-
-    JSON = 1
-    """A JSON array of record objects whose keys and values are JSON documents."""
-    BINARY = 2
-    """A JSON array of record objects whose keys and values are base64 strings."""
 
 
 @dataclass(frozen=True, slots=True)
