@@ -12,8 +12,9 @@ Offsets and invariants (checked at the boundary, never silently fixed):
   and :meth:`reset_high_watermark` sets it outright (replica initialisation);
 * ``log_start_offset <= recovery_point <= log_end_offset``: every batch below the recovery
   point is on stable storage (fsynced, with its index entries and directory entry);
-* the leader epoch cache never names offsets at or past the LEO, nor below the log start
-  (except an entry at the LEO made by :meth:`assign_epoch_start_offset` on becoming leader).
+* the leader epoch cache names no offset below the log start, and only its last entry may
+  start at the LEO (assigned on becoming leader, or moved there when retention emptied the
+  log); none starts past it.
 
 Concurrency: every method runs on the owning (event-loop) thread, except :meth:`flush`, which
 may run in a worker thread while the owner keeps appending, reading, rolling, truncating or

@@ -181,8 +181,13 @@ class LogSegment:
 
     @classmethod
     def create(cls, directory: Path, base_offset: int) -> LogSegment:
-        """A new empty segment (any existing files of that name are truncated)."""
+        """A new empty segment (any existing files of that name are truncated).
+
+        Raises StorageError, leaving no file of the segment behind.
+        """
         with ExitStack() as stack:
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                stack.callback(remove_quietly, segment_path(directory, base_offset, suffix))
             log = AppendOnlyFile.open(segment_path(directory, base_offset, LOG_SUFFIX), create=True)
             stack.callback(log.close)
             offset_index = OffsetIndex.create(
