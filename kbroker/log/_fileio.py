@@ -47,16 +47,23 @@ def _advance(views: list[memoryview], written: int) -> list[memoryview]:
 
 
 def pwrite_all(fd: int, buffers: Sequence[Buffer], position: int) -> int:
-    """Write every buffer at ``position`` (one ``pwritev`` unless the kernel writes short)."""
+    """Write every buffer at ``position`` (one ``pwritev`` unless the kernel writes short).
+
+    Buffers are byte buffers (``len`` counts bytes: bytes, bytearray or a ``"B"`` memoryview).
+    """
+    total = sum(map(len, buffers))
+    written = os.pwritev(fd, buffers, position)
+    if written == total:
+        return total
     views = [_as_bytes_view(b) for b in buffers]
-    total = sum(len(v) for v in views)
     done = 0
     while done < total:
-        written = os.pwritev(fd, views, position + done)
         if written <= 0:
             raise OSError(errno.EIO, "pwritev wrote nothing")
         done += written
         views = _advance(views, written)
+        if done < total:
+            written = os.pwritev(fd, views, position + done)
     return total
 
 

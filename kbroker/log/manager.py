@@ -19,6 +19,10 @@ moves them forward again).
 Shutdown (:meth:`close`, blocking): flush every log, write both checkpoints, close the logs,
 then write the marker.
 
+After a log is truncated its recovery point may drop below the checkpointed one, so the
+recovery-point checkpoint is rewritten at once (one small fsync on the calling thread, as Kafka
+does); otherwise a crash could trust rewritten, unflushed data.
+
 Concurrency: event-loop thread only (``load`` and ``close`` are plain blocking methods for the
 caller to place). The ``*_loop`` coroutines are owned by the caller (a TaskGroup) and are
 cancellable; blocking fsync work inside them goes to the default executor.
@@ -227,11 +231,16 @@ class LogManager:
         while True:
             await self._clock.sleep(interval_ms / 1000)
             now = self._clock.now_ms()
-            for log in list(self._logs.values()):
-                try:
-                    await flusher.flush_if_needed(log, now)
-                except StorageError as exc:
-                    _log.error("flush of %s failed: %s", log.name, exc)
+            await asyncio.gather(
+                *(self._flush_quietly(flusher, log, now) for log in self.all_logs())
+            )
+
+    @staticmethod
+    async def _flush_quietly(flusher: GroupCommitFlusher, log: PartitionLog, now: int) -> None:
+        try:
+            await flusher.flush_if_needed(log, now)
+        except StorageError as exc:
+            _log.error("flush of %s failed: %s", log.name, exc)
 
     async def checkpoint_loop(self, interval_ms: int) -> None:
         """Every ``interval_ms``, write both checkpoints (in the default executor)."""

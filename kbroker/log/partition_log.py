@@ -334,6 +334,8 @@ class PartitionLog:
         A newer ``leader_epoch`` is recorded in the epoch cache at the batch's offset.
         """
         self._check_open()
+        if isinstance(payload, memoryview) and (payload.format != "B" or payload.ndim != 1):
+            payload = payload.cast("B")
         if len(payload) > self._config.max_message_bytes:
             raise BrokerError(
                 f"batch payload of {len(payload)} bytes exceeds max.message.bytes="
@@ -360,7 +362,9 @@ class PartitionLog:
         )
         span = BatchSpan(base, base + record_count, HEADER_SIZE + len(payload), max_timestamp)
         now = self._clock.now_ms()
-        segment = self._segment_for(span, now, pending_bytes=0)
+        segment = self._segments[-1]
+        if self._needs_roll(segment, span, now):
+            segment = self._roll()
         if leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(leader_epoch, base)
         self._write(segment, [header, payload], [span], now)
@@ -397,7 +401,7 @@ class PartitionLog:
                 header.base_offset, header.next_offset, header.size, header.max_timestamp
             )
             pending = header.position - run_start
-            if segment.should_roll(**self._roll_args(span, now), pending_bytes=pending):
+            if self._needs_roll(segment, span, now, pending):
                 if run:
                     self._write(segment, [view[run_start : header.position]], run, now)
                 segment, run_start, run = self._roll(), header.position, []
@@ -424,20 +428,17 @@ class PartitionLog:
             expected = header.next_offset
         return headers
 
-    def _roll_args(self, span: BatchSpan, now: int) -> dict[str, int]:
-        return {
-            "batch_size": span.size,
-            "last_offset": span.next_offset - 1,
-            "now_ms": now,
-            "segment_bytes": self._config.segment_bytes,
-            "segment_ms": self._config.segment_ms,
-        }
-
-    def _segment_for(self, span: BatchSpan, now: int, *, pending_bytes: int) -> LogSegment:
-        active = self._segments[-1]
-        if active.should_roll(**self._roll_args(span, now), pending_bytes=pending_bytes):
-            return self._roll()
-        return active
+    def _needs_roll(
+        self, segment: LogSegment, span: BatchSpan, now: int, pending_bytes: int = 0
+    ) -> bool:
+        return segment.should_roll(
+            batch_size=span.size,
+            last_offset=span.next_offset - 1,
+            now_ms=now,
+            segment_bytes=self._config.segment_bytes,
+            segment_ms=self._config.segment_ms,
+            pending_bytes=pending_bytes,
+        )
 
     def _roll(self) -> LogSegment:
         """Start a new active segment at the LEO. Raises StorageError (nothing changes)."""

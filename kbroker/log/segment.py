@@ -402,10 +402,18 @@ class LogSegment:
         StorageError is raised.
         """
         start = self._log.length
+        last_indexed = self._offset_index.last_position
+        if (
+            len(spans) == 1
+            and last_indexed is not None
+            and start - last_indexed <= index_interval_bytes
+        ):
+            self._append_unindexed(buffers, spans[0])
+            return
         builder = _IndexBuilder(
             self.base_offset,
             index_interval_bytes,
-            last_position=self._offset_index.last_position,
+            last_position=last_indexed,
             max_timestamp=self._max_timestamp,
             last_indexed_timestamp=self._time_index.last_timestamp,
         )
@@ -423,6 +431,12 @@ class LogSegment:
         self._max_timestamp = builder.max_timestamp
         if start == 0:
             self._created_ms = now_ms
+
+    def _append_unindexed(self, buffers: Sequence[Buffer], span: BatchSpan) -> None:
+        """The common case: one batch that gets no index entry, so one write and no more."""
+        self._log.append(buffers)
+        self._next_offset = span.next_offset
+        self._max_timestamp = max(self._max_timestamp, span.max_timestamp)
 
     def _write_index_entries(self, builder: _IndexBuilder) -> None:
         self._offset_index.append(builder.offsets, builder.positions)
