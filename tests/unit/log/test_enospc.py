@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,49 @@ def test_roll_failure_leaves_log_usable(
     assert append(log, payload_for(1, 60)).first_offset == 1
     assert log.segment_count == 2
     log.close()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (root only; skipped elsewhere)."""
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_real_disk_full_on_tmpfs(tiny_tmpfs: Path, clock: FakeClock) -> None:
+    directory = tiny_tmpfs / "t-0"
+    log = open_log(directory, clock, make_config(segment_bytes=1 << 20, index_interval_bytes=0))
+    filler = tiny_tmpfs / "filler"
+    filler.write_bytes(b"\0" * (64 * 1024))
+    failures = 0
+    for i in range(200):
+        try:
+            append(log, payload_for(i, 3000))
+        except StorageError:
+            failures += 1
+            break
+    assert failures == 1, "the tmpfs never filled up"
+    end = log.log_end_offset
+    segment = directory / "00000000000000000000.log"
+    assert segment.stat().st_size == log.size_in_bytes
+    assert len(log.read(0, max_bytes=1 << 20).data) == log.size_in_bytes
+    filler.unlink()  # space returns
+    for i in range(5):
+        assert append(log, payload_for(1000 + i, 3000)).first_offset == end + i
+    log.close()
+    reopened = open_log(directory, clock, recovery_point=0)
+    assert reopened.log_end_offset == end + 5
+    reopened.close()
