@@ -498,6 +498,8 @@ class LogSegment:
             if end - position < HEADER_SIZE:
                 raise CorruptRecordError(f"truncated batch header at byte {position}")
             window = self._log.pread(min(_HEADER_WINDOW, end - position), position)
+            if len(window) < HEADER_SIZE:
+                raise CorruptRecordError(f"{self._log.path} is shorter than expected")
             local = 0
             while local + HEADER_SIZE <= len(window):
                 header = read_header(window, local)
@@ -610,7 +612,7 @@ def _verified_batches(log: AppendOnlyFile, base_offset: int) -> Iterator[tuple[i
             yield position + local, header
             expected = header.next_offset
             local += header.size
-        if local == 0 and position + len(chunk) >= end:
+        if local == 0 and (position + len(chunk) >= end or len(chunk) < want):
             return
         position += local
 
