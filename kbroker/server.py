@@ -50,6 +50,7 @@ from kbroker.coordination.registration import (
 from kbroker.coordination.zk import SessionEvent, SessionEventKind, ZooKeeperClient
 from kbroker.coordination.znodes import BrokerRegistration, TopicPartitionStateZNode
 from kbroker.errors import BrokerError, ErrorCode
+from kbroker.group.coordinator import GroupCoordinator
 from kbroker.log.flusher import GroupCommitFlusher
 from kbroker.log.manager import LogManager
 from kbroker.replication.endpoint import HttpLeaderEndpoint, LeaderEndpoint
@@ -110,6 +111,7 @@ class Broker:
         self._session: aiohttp.ClientSession | None = None
         self.replicas: ReplicaManager
         self.peers: HttpPeerClient
+        self.coordinator: GroupCoordinator
         self.admin = TopicAdmin(
             zk=self.zk,
             config=config,
@@ -276,6 +278,13 @@ class Broker:
         )
         self.peers = HttpPeerClient(self._session, timeout_ms=self.config.produce_timeout_ms + 5000)
         self.replicas = self._build_replicas()
+        self.coordinator = GroupCoordinator(
+            config=self.config,
+            replicas=self.replicas,
+            clock=self.clock,
+            metadata=lambda: self._metadata,
+        )
+        self.replicas.add_role_listener(self.coordinator.on_role_change)
         try:
             await self.zk.start(timeout_s=self.config.zookeeper_connection_timeout_ms / 1000)
             self.zk.add_session_listener(self._on_session)
@@ -352,6 +361,7 @@ class Broker:
         return [
             tasks.create_task(self._watcher.run(), name="metadata-watcher"),
             tasks.create_task(self.controller.run(), name="controller"),
+            tasks.create_task(self.coordinator.run(), name="group-coordinator"),
             tasks.create_task(self.replicas.isr_expiration_loop(), name="isr-expiration"),
             tasks.create_task(
                 self._logs.retention_loop(c.log_retention_check_interval_ms), name="retention"

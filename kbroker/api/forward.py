@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from kbroker.errors import BrokerError, ErrorCode
@@ -75,7 +76,20 @@ class HttpPeerClient:
                 f"Broker at {url} is not reachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
             ) from exc
         if resp.status != 200:
-            raise BrokerError(
-                f"Broker at {url} answered {resp.status} to {path}", ErrorCode.BROKER_NOT_AVAILABLE
+            raise _error_of(
+                resp.status, payload, f"Broker at {url} answered {resp.status} to {path}"
             )
         return payload
+
+
+def _error_of(status: int, payload: bytes, fallback: str) -> BrokerError:
+    """The BrokerError a peer's error body describes (or BROKER_NOT_AVAILABLE)."""
+    try:
+        doc = orjson.loads(payload)
+        return BrokerError(
+            str(doc["message"]),
+            ErrorCode(doc["error_code"]),
+            **{k: v for k, v in doc.items() if k not in ("message", "error_code", "retriable")},
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return BrokerError(fallback, ErrorCode.BROKER_NOT_AVAILABLE)

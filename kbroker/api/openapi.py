@@ -603,6 +603,275 @@ def _v3_paths() -> dict[str, Any]:
     }
 
 
+_GROUP: Final = _path_param(
+    "group", {"type": "string", "minLength": 1, "maxLength": 255}, "Consumer group id."
+)
+_MEMBER: Final = _path_param("member", {"type": "string"}, "Member id (from the join).")
+_INSTANCE: Final = _path_param(
+    "instance",
+    {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,255}$"},
+    "REST consumer instance name.",
+)
+_COORD: Final = (
+    ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    ErrorCode.INVALID_GROUP_ID,
+    *_BODY_ERRORS,
+    *_ALWAYS,
+)
+_FENCING: Final = (
+    ErrorCode.UNKNOWN_MEMBER_ID,
+    ErrorCode.ILLEGAL_GENERATION,
+    ErrorCode.REBALANCE_IN_PROGRESS,
+    ErrorCode.FENCED_INSTANCE_ID,
+)
+
+
+def _json_body(schema: Schema, *media: str) -> dict[str, Any]:
+    return {"required": False, "content": _json(schema, *media)}
+
+
+def _group_paths() -> dict[str, Any]:
+    obj: Schema = {"type": "object", "additionalProperties": True}
+    tag = "groups"
+    g = "/groups/{group}"
+    return {
+        "/groups": {"get": _op("All consumer groups", [], _ok("Groups", obj), _ALWAYS, tag=tag)},
+        g: {
+            "get": _op(
+                "Describe a group",
+                [_GROUP],
+                _ok("Group", obj),
+                (*_COORD, ErrorCode.UNKNOWN_GROUP),
+                tag=tag,
+            ),
+            "delete": _op(
+                "Delete an empty group",
+                [_GROUP],
+                _ok("Deleted", None, status="204"),
+                (*_COORD, ErrorCode.UNKNOWN_GROUP, ErrorCode.GROUP_NOT_EMPTY),
+                tag=tag,
+            ),
+        },
+        g + "/members": {
+            "post": _op(
+                "Join or rejoin; answers when the rebalance completes",
+                [_GROUP],
+                _ok("Membership and assignment", obj),
+                (
+                    *_COORD,
+                    *_FENCING,
+                    ErrorCode.INVALID_SESSION_TIMEOUT,
+                    ErrorCode.INVALID_CONSUMER_CONFIG,
+                ),
+                body=_json_body(obj),
+                tag=tag,
+            )
+        },
+        g + "/members/{member}/heartbeat": {
+            "post": _op(
+                "Heartbeat",
+                [_GROUP, _MEMBER],
+                _ok("Group state", obj),
+                (*_COORD, *_FENCING),
+                body=_json_body(obj),
+                tag=tag,
+            )
+        },
+        g + "/members/{member}": {
+            "delete": _op(
+                "Leave the group",
+                [_GROUP, _MEMBER],
+                _ok("Left", None, status="204"),
+                (*_COORD, ErrorCode.UNKNOWN_MEMBER_ID),
+                tag=tag,
+            )
+        },
+        g + "/offsets": {
+            "post": _op(
+                "Commit offsets (next offsets to consume)",
+                [_GROUP],
+                _ok("Committed", obj),
+                (
+                    *_COORD,
+                    *_FENCING,
+                    ErrorCode.INVALID_OFFSET,
+                    ErrorCode.UNKNOWN_TOPIC,
+                    ErrorCode.UNKNOWN_PARTITION,
+                ),
+                body=_json_body(obj),
+                tag=tag,
+            ),
+            "get": _op(
+                "Committed offsets",
+                [_GROUP, _query_param("topic", {"type": "string"}, "Only this topic.")],
+                _ok("Offsets", obj),
+                _COORD,
+                tag=tag,
+            ),
+        },
+        g + "/offsets:reset": {
+            "post": _op(
+                "Reset the offsets of an empty group",
+                [_GROUP],
+                _ok("New offsets", obj),
+                (
+                    *_COORD,
+                    ErrorCode.GROUP_NOT_EMPTY,
+                    ErrorCode.UNKNOWN_TOPIC,
+                    ErrorCode.UNKNOWN_PARTITION,
+                    ErrorCode.INVALID_OFFSET,
+                    ErrorCode.INVALID_PARAMETER,
+                ),
+                body=_json_body(obj),
+                tag=tag,
+            )
+        },
+    }
+
+
+def _consumer_paths() -> dict[str, Any]:
+    obj: Schema = {"type": "object", "additionalProperties": True}
+    tag = "consumers"
+    i = "/consumers/{group}/instances/{instance}"
+    base = (*_COORD, ErrorCode.UNKNOWN_CONSUMER_INSTANCE)
+    state = (*base, ErrorCode.ILLEGAL_STATE, ErrorCode.UNKNOWN_TOPIC, ErrorCode.UNKNOWN_PARTITION)
+    done = _ok("Done", None, status="204")
+    records = {"type": "array", "items": _ref("Record")}
+    return {
+        "/consumers/{group}": {
+            "post": _op(
+                "Create a consumer instance",
+                [_GROUP],
+                _ok("Instance id and base URI", obj),
+                (*_COORD, ErrorCode.CONSUMER_ALREADY_EXISTS, ErrorCode.INVALID_CONSUMER_CONFIG),
+                body=_json_body(obj, MEDIA_V2, MEDIA_JSON),
+                tag=tag,
+            )
+        },
+        i: {"delete": _op("Delete the instance", [_GROUP, _INSTANCE], done, base, tag=tag)},
+        i + "/subscription": {
+            "post": _op(
+                "Subscribe",
+                [_GROUP, _INSTANCE],
+                done,
+                (*state, ErrorCode.ALREADY_SUBSCRIBED, *_FENCING),
+                body=_json_body(obj),
+                tag=tag,
+            ),
+            "get": _op("Subscription", [_GROUP, _INSTANCE], _ok("Topics", obj), base, tag=tag),
+            "delete": _op("Unsubscribe", [_GROUP, _INSTANCE], done, base, tag=tag),
+        },
+        i + "/assignments": {
+            "post": _op(
+                "Assign partitions manually",
+                [_GROUP, _INSTANCE],
+                done,
+                state,
+                body=_json_body(obj),
+                tag=tag,
+            ),
+            "get": _op(
+                "Assigned partitions", [_GROUP, _INSTANCE], _ok("Partitions", obj), base, tag=tag
+            ),
+        },
+        i + "/positions": {
+            "post": _op(
+                "Seek",
+                [_GROUP, _INSTANCE],
+                done,
+                (*state, ErrorCode.INVALID_OFFSET),
+                body=_json_body(obj),
+                tag=tag,
+            )
+        },
+        i + "/positions/{edge}": {
+            "post": _op(
+                "Seek to the beginning or the end",
+                [
+                    _GROUP,
+                    _INSTANCE,
+                    _path_param("edge", {"type": "string", "enum": ["beginning", "end"]}, "Edge."),
+                ],
+                done,
+                state,
+                body=_json_body(obj),
+                tag=tag,
+            )
+        },
+        i + "/records": {
+            "get": _op(
+                "Records of the assigned partitions (answers as soon as there are some)",
+                [
+                    _GROUP,
+                    _INSTANCE,
+                    _query_param(
+                        "timeout",
+                        {"type": "integer", "minimum": 0},
+                        "Milliseconds to wait while no record is available.",
+                    ),
+                    _query_param(
+                        "max_bytes",
+                        {"type": "integer", "minimum": 1, "maximum": 64 << 20},
+                        "Bound on the records' size.",
+                    ),
+                ],
+                _ok("Records", records, MEDIA_JSON_V2, MEDIA_BINARY_V2),
+                (
+                    *state,
+                    ErrorCode.NOT_ACCEPTABLE,
+                    ErrorCode.INVALID_PARAMETER,
+                    ErrorCode.JSON_CONVERSION,
+                ),
+                tag=tag,
+            )
+        },
+        i + "/offsets": {
+            "post": _op(
+                "Commit (offset of the last processed record; empty: all consumed)",
+                [_GROUP, _INSTANCE],
+                _ok("Committed", {"type": "array"}),
+                (*state, *_FENCING, ErrorCode.INVALID_OFFSET),
+                body=_json_body(obj),
+                tag=tag,
+            ),
+            "get": _op(
+                "Committed offsets", [_GROUP, _INSTANCE], _ok("Offsets", obj), state, tag=tag
+            ),
+        },
+    }
+
+
+def _v3_group_paths() -> dict[str, Any]:
+    c = "/v3/clusters/{cluster_id}/consumer-groups"
+    lst = _ok("Collection", _ref("V3List"))
+    one = _ok("Resource", _ref("V3Resource"))
+    errors = (ErrorCode.UNKNOWN_CLUSTER, ErrorCode.UNKNOWN_GROUP, *_COORD)
+    return {
+        c: {
+            "get": _op(
+                "Consumer groups", [_CLUSTER], lst, (ErrorCode.UNKNOWN_CLUSTER, *_ALWAYS), tag="v3"
+            )
+        },
+        c + "/{group}": {"get": _op("Consumer group", [_CLUSTER, _GROUP], one, errors, tag="v3")},
+        c + "/{group}/consumers": {
+            "get": _op("Members", [_CLUSTER, _GROUP], lst, errors, tag="v3")
+        },
+        c + "/{group}/lags": {
+            "get": _op(
+                "Lag per partition: high watermark - committed offset",
+                [_CLUSTER, _GROUP],
+                lst,
+                errors,
+                tag="v3",
+            )
+        },
+        c + "/{group}/lag-summary": {
+            "get": _op("Largest and total lag", [_CLUSTER, _GROUP], one, errors, tag="v3")
+        },
+    }
+
+
 def build_spec(config: BrokerConfig) -> dict[str, Any]:
     """The OpenAPI document for a broker with ``config``."""
     return {
@@ -614,7 +883,13 @@ def build_spec(config: BrokerConfig) -> dict[str, Any]:
             "extensions; see docs/api.md.",
         },
         "servers": [{"url": config.url}],
-        "paths": {**_v2_paths(config), **_v3_paths()},
+        "paths": {
+            **_v2_paths(config),
+            **_v3_paths(),
+            **_group_paths(),
+            **_consumer_paths(),
+            **_v3_group_paths(),
+        },
         "components": {"schemas": _schemas()},
     }
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from kbroker.clock import Clock
 from kbroker.cluster import ClusterMetadata, TopicInfo
 from kbroker.config import BrokerConfig, TopicConfig
+from kbroker.group.coordinator import GroupCoordinator
 from kbroker.replication.manager import ReplicaManager
 
 __all__ = ["SERVICES", "Services"]
@@ -48,6 +49,7 @@ class TopicAdmin(Protocol):
         configs: dict[str, str],
         assignment: dict[int, list[int]] | None,
         validate_only: bool,
+        internal: bool = False,
     ) -> None: ...
 
     async def delete_topic(self, name: str) -> None: ...
@@ -87,6 +89,9 @@ class Services(Protocol):
 
     @property
     def controller(self) -> ControllerApi: ...
+
+    @property
+    def coordinator(self) -> GroupCoordinator: ...
 
     @property
     def metadata(self) -> ClusterMetadata: ...

@@ -89,6 +89,7 @@ class ReplicaManager:
         self._fetchers = fetchers
         self._flush = flush
         self._partitions: dict[TopicPartition, Partition] = {}
+        self._role_listeners: list[Callable[[Partition], None]] = []
         self.fenced = False
         """True while ZooKeeper has been unreachable for too long: refuse to lead."""
         self.shutting_down = False
@@ -142,16 +143,31 @@ class ReplicaManager:
             replica.config = config
             replica.log.update_config(config)
         state = info.state
+        if state is not None and replica.is_stale(state):
+            return
+        before = (replica.role, replica.leader_epoch)
         if state is None or state.leader == NO_LEADER:
             self._fetchers.unfollow(tp)
             replica.make_offline(state, info.replicas)
-        elif replica.is_stale(state):
-            return
         elif state.leader == self._config.broker_id:
             self._fetchers.unfollow(tp)
             replica.make_leader(state, info.replicas)
         elif replica.make_follower(state, info.replicas) or self._fetchers.leader_of(tp) is None:
             self._fetchers.follow(replica, state.leader, state.leader_epoch)
+        if (replica.role, replica.leader_epoch) != before:
+            self._notify(replica)
+
+    def add_role_listener(self, listener: Callable[[Partition], None]) -> None:
+        """Call ``listener(replica)`` (on the loop) whenever a replica's role or leader epoch
+        changes, or it stops being hosted here (role OFFLINE)."""
+        self._role_listeners.append(listener)
+
+    def _notify(self, replica: Partition) -> None:
+        for listener in self._role_listeners:
+            try:
+                listener(replica)
+            except Exception:
+                log.exception("role listener failed for %r", replica)
 
     def _open_log(
         self, topic: str, partition: int, config: TopicConfig, topic_id: str
@@ -181,6 +197,7 @@ class ReplicaManager:
         self._fetchers.unfollow(tp)
         if replica is not None:
             replica.make_offline(None, ())
+            self._notify(replica)
             if delete:
                 self._logs.delete_log(topic, partition)
 

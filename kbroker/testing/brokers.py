@@ -48,6 +48,9 @@ FAST_FAILOVER: Final[Mapping[str, str]] = {
     "zookeeper.session.timeout.ms": "4000",
     "replica.lag.time.max.ms": "4000",
     "controlled.shutdown.timeout.ms": "15000",
+    "group.initial.rebalance.delay.ms": "300",
+    "group.min.session.timeout.ms": "1000",
+    "offsets.topic.num.partitions": "10",
 }
 _MARKER: Final = "kbroker serve"
 

@@ -1,0 +1,837 @@
+"""The group coordinator: consumer groups whose ``__consumer_offsets`` partition is led here.
+
+A group belongs to partition ``abs(hash(group)) % partitions`` of the internal topic (Kafka's
+rule); the broker leading that partition coordinates the group. Every change (committed
+offsets, membership after a rebalance, REST consumer instances) is appended to that partition
+with acks=all before it takes effect, and a coordinator that takes over a partition rebuilds
+its groups by replaying it (kbroker.group.persist). Until that replay is done, requests for its
+groups answer COORDINATOR_LOAD_IN_PROGRESS (retriable).
+
+Membership (server-side assignment, eager rebalance): a join (or rejoin) waits until every
+known member has rejoined or the rebalance timeout passes; then the coordinator drops the
+members that did not rejoin, bumps the generation, runs the assignor (sticky by default, so a
+member keeps its partitions unless balance requires moving them), persists the group and
+answers every join with its assignment. Members learn of a rebalance from heartbeats
+(REBALANCE_IN_PROGRESS) and rejoin. A member whose heartbeats stop for its session timeout is
+removed. REST v2 consumer instances are server-managed members: they rejoin automatically and
+live until their instance timeout.
+
+Concurrency: event loop only. Each group has an ``asyncio.Lock`` serialising the operations that
+persist (join bookkeeping, leave, commit, rebalance completion, expiry); heartbeats and reads do
+not take it. A join waits for its rebalance outside the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kbroker.clock import Clock
+from kbroker.cluster import ClusterMetadata
+from kbroker.config import BrokerConfig
+from kbroker.errors import BrokerError, ErrorCode
+from kbroker.group.assignor import ASSIGNORS, assign
+from kbroker.group.persist import (
+    OFFSETS_TOPIC,
+    LoadedPartition,
+    group_record,
+    instance_record,
+    offset_record,
+    partition_for_group,
+    replay,
+    to_batch,
+)
+from kbroker.group.state import Group, GroupState, Member, OffsetEntry, TopicPartition
+from kbroker.log.batch import PayloadCodec
+from kbroker.replication.manager import ReplicaManager
+from kbroker.replication.partition import Partition, Role
+
+__all__ = ["GroupCoordinator", "JoinResult", "RestInstance"]
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP_ID_LENGTH = 255
+_LOAD_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    member_id: str
+    generation_id: int
+    assignor: str
+    assignment: list[TopicPartition]
+    members: int
+
+
+@dataclass(slots=True, kw_only=True)
+class RestInstance:
+    """A REST v2 consumer instance (its state lives with the group's coordinator)."""
+
+    group_id: str
+    name: str
+    format: str
+    auto_offset_reset: str
+    auto_commit: bool
+    topics: tuple[str, ...] = ()
+    pattern: str | None = None
+    manual: list[TopicPartition] | None = None
+    member_id: str | None = None
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    committed_positions: dict[TopicPartition, int] = field(default_factory=dict)
+    last_used: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "auto_offset_reset": self.auto_offset_reset,
+            "auto_commit": self.auto_commit,
+            "topics": list(self.topics),
+            "pattern": self.pattern,
+            "manual": [list(tp) for tp in self.manual] if self.manual is not None else None,
+        }
+
+    @classmethod
+    def restore(cls, group_id: str, name: str, doc: dict[str, Any]) -> RestInstance:
+        manual = doc.get("manual")
+        return cls(
+            group_id=group_id,
+            name=name,
+            format=doc["format"],
+            auto_offset_reset=doc["auto_offset_reset"],
+            auto_commit=doc["auto_commit"],
+            topics=tuple(doc.get("topics") or ()),
+            pattern=doc.get("pattern"),
+            manual=[(t, int(p)) for t, p in manual] if manual is not None else None,
+        )
+
+
+class GroupCoordinator:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: BrokerConfig,
+        replicas: ReplicaManager,
+        clock: Clock,
+        metadata: Callable[[], ClusterMetadata],
+    ) -> None:
+        self._config = config
+        self._replicas = replicas
+        self._clock = clock
+        self._metadata = metadata
+        self._loaded: dict[int, int] = {}
+        """Offsets partitions led here -> leader epoch they were loaded in."""
+        self._loading: dict[int, asyncio.Task[None]] = {}
+        self._groups: dict[str, Group] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._instances: dict[tuple[str, str], RestInstance] = {}
+        self._fenced_ids: dict[str, str] = {}
+        """Member ids replaced by a static member's rejoin -> the group they were in."""
+
+    # ------------------------------------------------------------------- ownership
+
+    def partition_of(self, group_id: str) -> int:
+        topic = self._metadata().topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            raise BrokerError(
+                "The offsets topic does not exist yet", ErrorCode.COORDINATOR_NOT_AVAILABLE
+            )
+        return partition_for_group(group_id, len(topic.partitions))
+
+    def on_role_change(self, replica: Partition) -> None:
+        """Called by the replica manager when a replica's role or leader epoch changes."""
+        if replica.topic != OFFSETS_TOPIC:
+            return
+        p = replica.partition
+        if replica.role is Role.LEADER:
+            if self._loaded.get(p) == replica.leader_epoch or p in self._loading:
+                return
+            self._unload(p)
+            task = asyncio.get_running_loop().create_task(self._load(replica))
+            self._loading[p] = task
+            task.add_done_callback(lambda _t: self._loading.pop(p, None))
+        elif p in self._loaded or p in self._loading:
+            self._unload(p)
+
+    async def _load(self, replica: Partition) -> None:
+        p = replica.partition
+        epoch = replica.leader_epoch
+        plog = replica.log
+        loaded = LoadedPartition()
+        offset = plog.log_start_offset
+        end = plog.log_end_offset
+        while offset < end:
+            data = plog.read(offset, max_bytes=_LOAD_CHUNK, max_offset=end)
+            if not data.data:
+                break
+            replay([data.data], loaded)
+            offset = data.next_offset
+            await asyncio.sleep(0)
+        if replica.role is not Role.LEADER or replica.leader_epoch != epoch:
+            return
+        now = self._clock.monotonic()
+        for group in loaded.groups.values():
+            for member in group.members.values():
+                member.deadline = now + member.session_timeout_ms / 1000
+            self._groups[group.group_id] = group
+        for (group_id, name), settings in loaded.instances.items():
+            instance = RestInstance.restore(group_id, name, settings)
+            instance.last_used = now
+            owner = self._groups.get(group_id)
+            if owner is not None:
+                rest = next((m for m in owner.members.values() if m.rest_instance == name), None)
+                instance.member_id = rest.member_id if rest else None
+            self._instances[(group_id, name)] = instance
+        self._loaded[p] = epoch
+        log.info(
+            "coordinator for %s-%d loaded: %d groups, %d REST instances (offsets %d-%d)",
+            OFFSETS_TOPIC,
+            p,
+            len(loaded.groups),
+            len(loaded.instances),
+            plog.log_start_offset,
+            end,
+        )
+
+    def _unload(self, p: int) -> None:
+        task = self._loading.pop(p, None)
+        if task is not None:
+            task.cancel()
+        if self._loaded.pop(p, None) is None and task is None:
+            return
+        partitions = self._partition_count()
+        for group_id in [g for g in self._groups if partition_for_group(g, partitions) == p]:
+            group = self._groups.pop(group_id)
+            group.state = GroupState.DEAD
+            for member in group.members.values():
+                _fail(
+                    member,
+                    BrokerError("The group coordinator moved", ErrorCode.COORDINATOR_NOT_AVAILABLE),
+                )
+        for key in [k for k in self._instances if partition_for_group(k[0], partitions) == p]:
+            del self._instances[key]
+        log.info("coordinator for %s-%d unloaded", OFFSETS_TOPIC, p)
+
+    def _partition_count(self) -> int:
+        topic = self._metadata().topics.get(OFFSETS_TOPIC)
+        return len(topic.partitions) if topic else self._config.offsets_topic_num_partitions
+
+    def _require(self, group_id: str) -> int:
+        """The offsets partition of ``group_id``, if this broker coordinates it and has
+        loaded it; COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS otherwise."""
+        if not group_id or len(group_id) > MAX_GROUP_ID_LENGTH:
+            raise BrokerError(
+                f"Group id must be 1 to {MAX_GROUP_ID_LENGTH} characters",
+                ErrorCode.INVALID_GROUP_ID,
+            )
+        p = self.partition_of(group_id)
+        if p in self._loading:
+            raise BrokerError(
+                f"The coordinator of group {group_id} is loading its state",
+                ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+            )
+        if p not in self._loaded:
+            raise BrokerError(
+                f"Broker {self._config.broker_id} does not coordinate group {group_id}",
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            )
+        return p
+
+    def coordinates(self, group_id: str) -> bool:
+        try:
+            self._require(group_id)
+        except BrokerError:
+            return False
+        return True
+
+    def _lock(self, group_id: str) -> asyncio.Lock:
+        lock = self._locks.get(group_id)
+        if lock is None:
+            lock = self._locks[group_id] = asyncio.Lock()
+        return lock
+
+    def group(self, group_id: str) -> Group | None:
+        self._require(group_id)
+        return self._groups.get(group_id)
+
+    # ------------------------------------------------------------------- persistence
+
+    async def _persist(self, group_id: str, records: list[dict[str, Any]]) -> None:
+        p = self._require(group_id)
+        batch = to_batch(records, self._clock.now_ms())
+        await self._replicas.append(
+            OFFSETS_TOPIC,
+            p,
+            [batch],
+            codec=PayloadCodec.JSON,
+            acks=-1,
+            timeout_ms=self._config.produce_timeout_ms,
+        )
+
+    # -------------------------------------------------------------------- membership
+
+    async def join(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        client_id: str,
+        instance_id: str | None = None,
+        topics: Iterable[str] | None = None,
+        pattern: str | None = None,
+        assignor: str = "sticky",
+        session_timeout_ms: int = 10_000,
+        rebalance_timeout_ms: int = 30_000,
+        rest_instance: str | None = None,
+    ) -> JoinResult:
+        """Join (or rejoin) ``group_id`` and wait for the rebalance to complete."""
+        self._check_join(assignor, session_timeout_ms, rebalance_timeout_ms)
+        resolved = self._resolve_topics(topics, pattern)
+        async with self._lock(group_id):
+            self._require(group_id)
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._groups[group_id] = Group(group_id)
+            member = await self._admit(
+                group,
+                member_id=member_id,
+                client_id=client_id,
+                instance_id=instance_id,
+                topics=resolved,
+                pattern=pattern,
+                assignor=assignor,
+                session_timeout_ms=session_timeout_ms,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                rest_instance=rest_instance,
+            )
+            if group.state is GroupState.STABLE and member.joined:
+                return self._result(group, member)
+            waiter = member.join_waiter
+            await self._maybe_complete(group)
+        if waiter is not None and not waiter.done():
+            timeout = (
+                rebalance_timeout_ms / 1000
+                + self._config.group_initial_rebalance_delay_ms / 1000
+                + 5
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            except TimeoutError:
+                raise BrokerError(
+                    f"Rebalance of group {group_id} did not complete",
+                    ErrorCode.REBALANCE_IN_PROGRESS,
+                ) from None
+        elif waiter is not None:
+            waiter.result()
+        current = self._groups.get(group_id)
+        if current is None or member.member_id not in current.members:
+            raise BrokerError(
+                f"Member {member.member_id} left group {group_id} during the rebalance",
+                ErrorCode.UNKNOWN_MEMBER_ID,
+            )
+        return self._result(current, current.members[member.member_id])
+
+    def _check_join(self, assignor: str, session_ms: int, rebalance_ms: int) -> None:
+        if assignor not in ASSIGNORS:
+            raise BrokerError(
+                f"Unknown assignor {assignor!r}; use one of {', '.join(ASSIGNORS)}",
+                ErrorCode.INVALID_CONSUMER_CONFIG,
+            )
+        low, high = (
+            self._config.group_min_session_timeout_ms,
+            self._config.group_max_session_timeout_ms,
+        )
+        if not low <= session_ms <= high:
+            raise BrokerError(
+                f"session_timeout_ms must be between {low} and {high}",
+                ErrorCode.INVALID_SESSION_TIMEOUT,
+            )
+        if not session_ms <= rebalance_ms <= 3_600_000:
+            raise BrokerError(
+                "rebalance_timeout_ms must be at least session_timeout_ms and at most 3600000",
+                ErrorCode.INVALID_SESSION_TIMEOUT,
+            )
+
+    def _resolve_topics(self, topics: Iterable[str] | None, pattern: str | None) -> tuple[str, ...]:
+        if pattern is not None:
+            try:
+                regex = re.compile(pattern)
+            except re.error as exc:
+                raise BrokerError(
+                    f"Invalid topic_pattern: {exc}", ErrorCode.INVALID_CONSUMER_CONFIG
+                ) from exc
+            names = [t.name for t in self._metadata().topics.values() if not t.internal]
+            return tuple(sorted(n for n in names if regex.fullmatch(n)))
+        return tuple(sorted(set(topics or ())))
+
+    async def _admit(
+        self,
+        group: Group,
+        *,
+        member_id: str,
+        client_id: str,
+        instance_id: str | None,
+        topics: tuple[str, ...],
+        pattern: str | None,
+        assignor: str,
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        rest_instance: str | None,
+    ) -> Member:
+        """Find or add the joining member; start a rebalance unless nothing changed."""
+        now = self._clock.monotonic()
+        if member_id and member_id in self._fenced_ids:
+            raise BrokerError(
+                f"Member {member_id} was replaced by a newer instance with the "
+                "same group_instance_id",
+                ErrorCode.FENCED_INSTANCE_ID,
+            )
+        static = None
+        if not member_id and instance_id:
+            static = next((m for m in group.members.values() if m.instance_id == instance_id), None)
+        if member_id:
+            member = group.member(member_id)
+            if instance_id and member.instance_id != instance_id:
+                raise BrokerError(
+                    "group_instance_id does not match the member", ErrorCode.FENCED_INSTANCE_ID
+                )
+        elif static is not None:
+            member = self._replace_static(group, static, client_id)
+        else:
+            member = Member(
+                member_id=f"{client_id or 'consumer'}-{uuid.uuid4()}",
+                client_id=client_id,
+                instance_id=instance_id,
+                rest_instance=rest_instance,
+            )
+            group.members[member.member_id] = member
+        changed = (
+            member.topics != topics or member.pattern != pattern or member.assignor != assignor
+        )
+        member.topics, member.pattern, member.assignor = topics, pattern, assignor
+        member.session_timeout_ms = session_timeout_ms
+        member.rebalance_timeout_ms = rebalance_timeout_ms
+        member.deadline = now + session_timeout_ms / 1000
+        is_new = member.join_waiter is None and not member.assignment and changed
+        if group.state is GroupState.STABLE and not changed and not is_new:
+            member.joined = True
+            if static is not None:
+                await self._persist(group.group_id, [group_record(group, group.group_id)])
+            return member
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            self._prepare_rebalance(group, f"member {member.member_id} joined")
+        member.joined = True
+        if member.join_waiter is None or member.join_waiter.done():
+            member.join_waiter = asyncio.get_running_loop().create_future()
+        return member
+
+    def _replace_static(self, group: Group, old: Member, client_id: str) -> Member:
+        """A static member restarted: it takes its old place under a new member id."""
+        new_id = f"{client_id or 'consumer'}-{uuid.uuid4()}"
+        del group.members[old.member_id]
+        self._fenced_ids[old.member_id] = group.group_id
+        _fail(
+            old,
+            BrokerError(
+                "Replaced by a newer instance with the same group_instance_id",
+                ErrorCode.FENCED_INSTANCE_ID,
+            ),
+        )
+        old.member_id = new_id
+        old.client_id = client_id
+        old.join_waiter = None
+        group.members[new_id] = old
+        log.info(
+            "group %s: static member %s rejoined as %s", group.group_id, old.instance_id, new_id
+        )
+        return old
+
+    def _prepare_rebalance(self, group: Group, reason: str) -> None:
+        initial = group.state is GroupState.EMPTY
+        group.transition(GroupState.PREPARING_REBALANCE)
+        loop = asyncio.get_running_loop()
+        longest = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
+        delay = self._config.group_initial_rebalance_delay_ms if initial else longest
+        group.rebalance_deadline = self._clock.monotonic() + delay / 1000
+        group.empty_since_ms = None
+        for member in group.members.values():
+            member.joined = member.rest_instance is not None
+            if member.join_waiter is None or member.join_waiter.done():
+                member.join_waiter = loop.create_future()
+        group.initial_rebalance = initial
+        log.info(
+            "group %s: rebalancing (%s), generation %d", group.group_id, reason, group.generation
+        )
+
+    async def _maybe_complete(self, group: Group, *, deadline_passed: bool = False) -> None:
+        """Complete the rebalance when every member rejoined (and an initial delay is over),
+        or when the deadline passed (dropping members that did not rejoin)."""
+        if group.state is not GroupState.PREPARING_REBALANCE:
+            return
+        now = self._clock.monotonic()
+        waiting_initial = group.initial_rebalance and now < group.rebalance_deadline
+        all_joined = all(m.joined for m in group.members.values())
+        if not deadline_passed and (not all_joined or waiting_initial):
+            return
+        for member in [m for m in group.members.values() if not m.joined]:
+            del group.members[member.member_id]
+            _fail(
+                member,
+                BrokerError(
+                    "Did not rejoin within the rebalance timeout", ErrorCode.UNKNOWN_MEMBER_ID
+                ),
+            )
+        await self._complete(group)
+
+    async def _complete(self, group: Group) -> None:
+        group.initial_rebalance = False
+        members = group.members
+        chosen = {m.assignor for m in members.values()}
+        assignor = chosen.pop() if len(chosen) == 1 else "sticky"
+        topics = self._metadata().topics
+        counts = {t: len(topics[t].partitions) for t in group.subscribed_topics() if t in topics}
+        previous = {m.member_id: m.assignment for m in members.values()}
+        assignment = assign(
+            assignor, {m.member_id: m.topics for m in members.values()}, counts, previous
+        )
+        records: list[dict[str, Any]] = []
+        revoked = self._revocations(group, assignment)
+        records.extend(revoked)
+        old = (group.generation, group.assignor, {m: list(a) for m, a in previous.items()})
+        group.generation += 1
+        group.assignor = assignor
+        for member_id, tps in assignment.items():
+            members[member_id].assignment = tps
+        if members:
+            group.transition(GroupState.STABLE)
+        else:
+            group.transition(GroupState.EMPTY)
+            group.empty_since_ms = self._clock.now_ms()
+        records.append(group_record(group, group.group_id))
+        try:
+            await self._persist(group.group_id, records)
+        except BrokerError as exc:
+            group.generation, group.assignor = old[0], old[1]
+            for member_id, tps in old[2].items():
+                if member_id in members:
+                    members[member_id].assignment = tps
+            for member in members.values():
+                _fail(member, exc)
+            group.state = GroupState.PREPARING_REBALANCE if members else GroupState.EMPTY
+            return
+        self._apply_rest_assignments(group)
+        now = self._clock.monotonic()
+        for member in members.values():
+            member.deadline = now + member.session_timeout_ms / 1000
+            if member.join_waiter is not None and not member.join_waiter.done():
+                member.join_waiter.set_result(None)
+        log.info(
+            "group %s: generation %d with %d members (%s)",
+            group.group_id,
+            group.generation,
+            len(members),
+            assignor,
+        )
+
+    def _result(self, group: Group, member: Member) -> JoinResult:
+        return JoinResult(
+            member_id=member.member_id,
+            generation_id=group.generation,
+            assignor=group.assignor,
+            assignment=list(member.assignment),
+            members=len(group.members),
+        )
+
+    def heartbeat(self, group_id: str, member_id: str, generation: int) -> GroupState:
+        self._require(group_id)
+        if member_id in self._fenced_ids:
+            raise BrokerError(
+                "Replaced by a newer instance with the same group_instance_id",
+                ErrorCode.FENCED_INSTANCE_ID,
+            )
+        group = self._groups.get(group_id)
+        if group is None:
+            raise BrokerError(
+                f"Group {group_id} has no member {member_id}", ErrorCode.UNKNOWN_MEMBER_ID
+            )
+        member = group.member(member_id)
+        member.deadline = self._clock.monotonic() + member.session_timeout_ms / 1000
+        if group.state is GroupState.PREPARING_REBALANCE:
+            raise BrokerError(
+                f"Group {group_id} is rebalancing: rejoin", ErrorCode.REBALANCE_IN_PROGRESS
+            )
+        if generation != group.generation:
+            raise BrokerError(
+                f"Generation {generation} is stale (now {group.generation})",
+                ErrorCode.ILLEGAL_GENERATION,
+            )
+        return group.state
+
+    async def leave(self, group_id: str, member_id: str) -> None:
+        async with self._lock(group_id):
+            self._require(group_id)
+            group = self._groups.get(group_id)
+            if group is None:
+                raise BrokerError(
+                    f"Group {group_id} has no member {member_id}", ErrorCode.UNKNOWN_MEMBER_ID
+                )
+            member = group.member(member_id)
+            await self._remove_members(group, [member], "left the group")
+
+    async def _remove_members(self, group: Group, gone: list[Member], reason: str) -> None:
+        for member in gone:
+            group.members.pop(member.member_id, None)
+            _fail(
+                member,
+                BrokerError(f"Member {member.member_id} {reason}", ErrorCode.UNKNOWN_MEMBER_ID),
+            )
+        log.info("group %s: %s %s", group.group_id, [m.member_id for m in gone], reason)
+        if group.state is not GroupState.PREPARING_REBALANCE and (
+            group.state is GroupState.STABLE or group.members
+        ):
+            self._prepare_rebalance(group, f"members {reason}")
+        await self._maybe_complete(group)
+        if group.state is GroupState.PREPARING_REBALANCE and not group.members:
+            await self._complete(group)
+
+    # ------------------------------------------------------------------------ offsets
+
+    async def commit(
+        self,
+        group_id: str,
+        offsets: dict[TopicPartition, OffsetEntry],
+        *,
+        member_id: str | None,
+        generation: int,
+    ) -> None:
+        """Persist ``offsets`` (next offsets to consume) for the group, fenced by generation."""
+        async with self._lock(group_id):
+            self._require(group_id)
+            group = self._groups.get(group_id)
+            if group is None:
+                if member_id:
+                    raise BrokerError(
+                        f"Group {group_id} has no member {member_id}", ErrorCode.UNKNOWN_MEMBER_ID
+                    )
+                group = self._groups[group_id] = Group(group_id)
+                group.empty_since_ms = self._clock.now_ms()
+            group.check_generation(member_id, generation)
+            now = self._clock.now_ms()
+            for entry in offsets.values():
+                entry.commit_timestamp = entry.commit_timestamp or now
+            records = [offset_record(group_id, t, p, e) for (t, p), e in offsets.items()]
+            if group.generation == 0 and not group.members:
+                records.append(group_record(group, group_id))
+            await self._persist(group_id, records)
+            group.offsets.update(offsets)
+
+    def committed(
+        self, group_id: str, topics: Iterable[str] | None = None
+    ) -> dict[TopicPartition, OffsetEntry]:
+        self._require(group_id)
+        group = self._groups.get(group_id)
+        if group is None:
+            return {}
+        wanted = set(topics) if topics is not None else None
+        return {tp: e for tp, e in group.offsets.items() if wanted is None or tp[0] in wanted}
+
+    def local_groups(self) -> list[Group]:
+        return [g for g in self._groups.values() if g.state is not GroupState.DEAD]
+
+    async def delete_group(self, group_id: str) -> None:
+        async with self._lock(group_id):
+            self._require(group_id)
+            group = self._groups.get(group_id)
+            if group is None:
+                raise BrokerError(f"Group {group_id} not found", ErrorCode.UNKNOWN_GROUP)
+            if group.members:
+                raise BrokerError(f"Group {group_id} has members", ErrorCode.GROUP_NOT_EMPTY)
+            await self._tombstone(group)
+
+    async def _tombstone(self, group: Group) -> None:
+        records = [offset_record(group.group_id, t, p, None) for t, p in group.offsets]
+        records.append(group_record(None, group.group_id))
+        await self._persist(group.group_id, records)
+        group.transition(GroupState.DEAD)
+        self._groups.pop(group.group_id, None)
+
+    # ----------------------------------------------------------------- REST instances
+
+    def instance(self, group_id: str, name: str) -> RestInstance:
+        self._require(group_id)
+        instance = self._instances.get((group_id, name))
+        if instance is None:
+            raise BrokerError("Consumer instance not found.", ErrorCode.UNKNOWN_CONSUMER_INSTANCE)
+        instance.last_used = self._clock.monotonic()
+        return instance
+
+    async def create_instance(self, instance: RestInstance) -> None:
+        key = (instance.group_id, instance.name)
+        async with self._lock(instance.group_id):
+            self._require(instance.group_id)
+            if key in self._instances:
+                raise BrokerError(
+                    f"Consumer with specified consumer ID {instance.name} already exists in "
+                    f"group {instance.group_id}",
+                    ErrorCode.CONSUMER_ALREADY_EXISTS,
+                )
+            await self._persist(
+                instance.group_id,
+                [instance_record(instance.group_id, instance.name, instance.settings())],
+            )
+            instance.last_used = self._clock.monotonic()
+            self._instances[key] = instance
+
+    async def save_instance(self, instance: RestInstance) -> None:
+        await self._persist(
+            instance.group_id,
+            [instance_record(instance.group_id, instance.name, instance.settings())],
+        )
+
+    async def delete_instance(self, instance: RestInstance) -> None:
+        if instance.member_id is not None:
+            with contextlib.suppress(BrokerError):
+                await self.leave(instance.group_id, instance.member_id)
+            instance.member_id = None
+        await self._persist(
+            instance.group_id, [instance_record(instance.group_id, instance.name, None)]
+        )
+        self._instances.pop((instance.group_id, instance.name), None)
+
+    async def subscribe_instance(self, instance: RestInstance) -> None:
+        """Join the group for a subscribed REST instance (server-managed membership)."""
+        timeout = self._config.consumer_instance_timeout_ms
+        result = await self.join(
+            instance.group_id,
+            member_id=instance.member_id or "",
+            client_id=instance.name,
+            topics=instance.topics,
+            pattern=instance.pattern,
+            assignor="sticky",
+            session_timeout_ms=min(
+                max(timeout, self._config.group_min_session_timeout_ms),
+                self._config.group_max_session_timeout_ms,
+            ),
+            rebalance_timeout_ms=max(timeout, self._config.group_max_session_timeout_ms),
+            rest_instance=instance.name,
+        )
+        instance.member_id = result.member_id
+
+    def instance_assignment(self, instance: RestInstance) -> list[TopicPartition]:
+        if instance.manual is not None:
+            return list(instance.manual)
+        if instance.member_id is None:
+            return []
+        group = self._groups.get(instance.group_id)
+        member = group.members.get(instance.member_id) if group else None
+        return list(member.assignment) if member else []
+
+    def _apply_rest_assignments(self, group: Group) -> None:
+        for member in group.members.values():
+            if member.rest_instance is None:
+                continue
+            instance = self._instances.get((group.group_id, member.rest_instance))
+            if instance is None:
+                continue
+            instance.member_id = member.member_id
+            keep = set(member.assignment)
+            instance.positions = {tp: o for tp, o in instance.positions.items() if tp in keep}
+
+    def _revocations(
+        self, group: Group, assignment: dict[str, list[TopicPartition]]
+    ) -> list[dict[str, Any]]:
+        """Offset records committing, for auto-commit REST members, the partitions they lose."""
+        records = []
+        now = self._clock.now_ms()
+        for member in group.members.values():
+            instance = (
+                self._instances.get((group.group_id, member.rest_instance))
+                if member.rest_instance
+                else None
+            )
+            if instance is None or not instance.auto_commit:
+                continue
+            lost = set(member.assignment) - set(assignment.get(member.member_id, ()))
+            for tp in lost:
+                position = instance.positions.get(tp)
+                if position is not None and position != instance.committed_positions.get(tp):
+                    entry = OffsetEntry(offset=position, commit_timestamp=now)
+                    group.offsets[tp] = entry
+                    records.append(offset_record(group.group_id, tp[0], tp[1], entry))
+        return records
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def run(self) -> None:
+        """Expire members, finish overdue rebalances, expire idle REST instances and the
+        offsets of long-empty groups. Runs forever (owned by the broker's TaskGroup)."""
+        retention_check = 0.0
+        while True:
+            await self._clock.sleep(0.2)
+            now = self._clock.monotonic()
+            for group in list(self._groups.values()):
+                with contextlib.suppress(BrokerError):
+                    await self._sweep(group, now)
+            await self._expire_instances(now)
+            if now >= retention_check:
+                retention_check = now + self._config.offsets_retention_check_interval_ms / 1000
+                await self._expire_offsets()
+
+    async def _sweep(self, group: Group, now: float) -> None:
+        expired = [
+            m
+            for m in group.members.values()
+            if m.rest_instance is None
+            and m.deadline < now
+            and not (group.state is GroupState.PREPARING_REBALANCE and m.joined)
+        ]
+        overdue = group.state is GroupState.PREPARING_REBALANCE and now >= group.rebalance_deadline
+        if not expired and not overdue:
+            return
+        async with self._lock(group.group_id):
+            if group.group_id not in self._groups:
+                return
+            if expired:
+                await self._remove_members(group, expired, "session timed out")
+            elif overdue:
+                await self._maybe_complete(group, deadline_passed=True)
+
+    async def _expire_instances(self, now: float) -> None:
+        idle = self._config.consumer_instance_timeout_ms / 1000
+        for instance in [i for i in self._instances.values() if now - i.last_used > idle]:
+            log.info(
+                "REST consumer %s/%s idle for %.0f s: deleting it",
+                instance.group_id,
+                instance.name,
+                now - instance.last_used,
+            )
+            with contextlib.suppress(BrokerError):
+                await self.delete_instance(instance)
+
+    async def _expire_offsets(self) -> None:
+        """KIP-211: a group's offsets expire together once it has been empty long enough."""
+        retention = self._config.offsets_retention_minutes * 60_000
+        now = self._clock.now_ms()
+        for group in list(self._groups.values()):
+            empty_since = group.empty_since_ms
+            if group.members or empty_since is None or now - empty_since < retention:
+                continue
+            log.info("group %s empty since %d: expiring its offsets", group.group_id, empty_since)
+            async with self._lock(group.group_id):
+                with contextlib.suppress(BrokerError):
+                    await self._tombstone(group)
+
+
+def _fail(member: Member, error: BrokerError) -> None:
+    waiter = member.join_waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(error)
+        waiter.exception()  # mark retrieved: the joiner may already have gone
