@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,13 @@ SESSION_TIMEOUT_S = 4.0  # FAST_FAILOVER in kbroker.testing.brokers
 
 
 async def _start(cluster: LocalCluster) -> tuple[Writer, asyncio.Task[None]]:
-    await asyncio.to_thread(cluster.create_topic, TOPIC, partitions=PARTITIONS,
-                            replication_factor=3, configs={"min.insync.replicas": "2"})
+    await asyncio.to_thread(
+        cluster.create_topic,
+        TOPIC,
+        partitions=PARTITIONS,
+        replication_factor=3,
+        configs={"min.insync.replicas": "2"},
+    )
     writer = Writer(urls=cluster.urls, topic=TOPIC, partitions=PARTITIONS)
     task = asyncio.create_task(writer.run(duration_s=120))
     await _wait_acks(writer, 50, 20)
@@ -48,14 +52,14 @@ async def _wait_acks(writer: Writer, more: int, timeout: float) -> None:
 def _gap_after(writer: Writer, partition: int, since: float) -> float:
     """Seconds from ``since`` until the first record of ``partition`` sent after it was
     acknowledged (how long the partition did not take writes)."""
-    times = sorted(o.sent_at for o in writer.acked()
-                   if o.partition == partition and o.sent_at >= since)
+    times = sorted(
+        o.sent_at for o in writer.acked() if o.partition == partition and o.sent_at >= since
+    )
     assert times, f"partition {partition} took no write after the fault: {writer.failures}"
     return times[0] - since
 
 
-async def _finish(cluster: LocalCluster, writer: Writer, task: asyncio.Task[None]
-                  ) -> CheckResult:
+async def _finish(cluster: LocalCluster, writer: Writer, task: asyncio.Task[None]) -> CheckResult:
     await _wait_acks(writer, 50, 30)
     writer.stop()
     await task
@@ -90,8 +94,9 @@ def _log_bytes(broker: BrokerProcess, partition: int) -> bytes:
 def _wait_identical(cluster: LocalCluster, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        different = [p for p in range(PARTITIONS)
-                     if len({_log_bytes(b, p) for b in cluster.brokers}) != 1]
+        different = [
+            p for p in range(PARTITIONS) if len({_log_bytes(b, p) for b in cluster.brokers}) != 1
+        ]
         if not different:
             return
         assert time.monotonic() < deadline, f"replicas of partitions {different} differ"
@@ -185,9 +190,11 @@ async def test_leader_paused_beyond_its_session(cluster: LocalCluster) -> None:
 async def test_forced_session_expiry(cluster: LocalCluster) -> None:
     writer, task = await _start(cluster)
     victim = _leader(cluster)
-    session: dict[str, Any] = json.loads(Path(victim.data_dir / ".zk-session").read_text())
-    await force_session_expiry(cluster.zookeeper_connect,
-                               (session["session_id"], bytes.fromhex(session["password"])))
+    text = await asyncio.to_thread((victim.data_dir / ".zk-session").read_text)
+    session: dict[str, Any] = json.loads(text)
+    await force_session_expiry(
+        cluster.zookeeper_connect, (session["session_id"], bytes.fromhex(session["password"]))
+    )
     await _wait_acks(writer, 100, 30)
     await _finish(cluster, writer, task)
     assert victim.running
