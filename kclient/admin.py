@@ -20,6 +20,7 @@ from kclient.structs import (
     OffsetSpec,
     PartitionLag,
     TopicDescription,
+    TopicListing,
     TopicPartition,
 )
 
@@ -83,6 +84,9 @@ class Admin:
 
     def list_topics(self) -> list[str]:
         return self._run(self._impl.list_topics())
+
+    def topic_listings(self, *, internal: bool = False) -> list[TopicListing]:
+        return self._run(self._impl.topic_listings(internal=internal))
 
     def create_topic(
         self,

@@ -24,6 +24,7 @@ __all__ = [
     "PartitionLag",
     "RecordMetadata",
     "TopicDescription",
+    "TopicListing",
     "TopicPartition",
 ]
 
@@ -114,6 +115,17 @@ class TopicDescription(NamedTuple):
     @property
     def replication_factor(self) -> int:
         return len(self.partitions[0].replicas) if self.partitions else 0
+
+
+class TopicListing(NamedTuple):
+    """A topic in a listing: counts only (see TopicDescription for the partitions)."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    under_replicated_partitions: int
+    offline_partitions: int
+    internal: bool
 
 
 class ClusterDescription(NamedTuple):

@@ -27,6 +27,7 @@ from kclient.structs import (
     OffsetSpec,
     PartitionLag,
     TopicDescription,
+    TopicListing,
     TopicPartition,
 )
 
@@ -92,6 +93,22 @@ class Admin:
     async def list_topics(self) -> list[str]:
         """Names of the topics (internal topics excluded)."""
         return await self.metadata.list_topics()
+
+    async def topic_listings(self, *, internal: bool = False) -> list[TopicListing]:
+        """Every topic with its partition count, replication factor and health counts."""
+        answer = await self._call("GET", await self._topics_path())
+        listings = [
+            TopicListing(
+                name=str(t["topic_name"]),
+                partitions=int(t.get("partitions_count", 0)),
+                replication_factor=int(t.get("replication_factor", 0)),
+                under_replicated_partitions=int(t.get("under_replicated_partitions", 0)),
+                offline_partitions=int(t.get("offline_partitions", 0)),
+                internal=bool(t.get("is_internal")),
+            )
+            for t in answer["data"]
+        ]
+        return sorted((t for t in listings if internal or not t.internal), key=lambda t: t.name)
 
     async def create_topic(
         self,
