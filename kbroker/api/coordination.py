@@ -46,7 +46,10 @@ async def ensure_offsets_topic(services: Services) -> None:
             OFFSETS_TOPIC,
             partitions=config.offsets_topic_num_partitions,
             replication_factor=max(1, min(config.offsets_topic_replication_factor, brokers)),
-            configs={"cleanup.policy": "compact", "segment.bytes": str(100 << 20)},
+            configs={
+                "cleanup.policy": "compact",
+                "segment.bytes": str(config.offsets_topic_segment_bytes),
+            },
             assignment=None,
             validate_only=False,
             internal=True,

@@ -57,6 +57,13 @@ __all__ = ["GroupCoordinator", "JoinResult", "RestInstance"]
 log = logging.getLogger(__name__)
 
 MAX_GROUP_ID_LENGTH = 255
+#: Most queued writes coalesced into one append (bounded so a batch stays well under
+#: max.message.bytes: offset records are about 150 bytes).
+_MAX_RECORDS_PER_WRITE_BATCH = 2000
+#: Records per batch of a snapshot (offset records are about 150 bytes).
+_SNAPSHOT_CHUNK = 2000
+
+_Write = tuple[list[dict[str, Any]], "asyncio.Future[None]", Callable[[], None] | None]
 _LOAD_CHUNK = 8 << 20
 
 
@@ -133,6 +140,8 @@ class GroupCoordinator:
         self._groups: dict[str, Group] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._instances: dict[tuple[str, str], RestInstance] = {}
+        self._write_queues: dict[int, list[_Write]] = {}
+        self._writers: dict[int, asyncio.Task[None]] = {}
         self._fenced_ids: dict[str, str] = {}
         """Member ids replaced by a static member's rejoin -> the group they were in."""
 
@@ -265,15 +274,101 @@ class GroupCoordinator:
     # ------------------------------------------------------------------- persistence
 
     async def _persist(self, group_id: str, records: list[dict[str, Any]]) -> None:
-        p = self._require(group_id)
-        batch = to_batch(records, self._clock.now_ms())
-        await self._replicas.append(
+        """Append ``records`` to the group's partition (acks=all) and wait for the commit."""
+        await self._enqueue(group_id, records)
+
+    def _enqueue(
+        self,
+        group_id: str,
+        records: list[dict[str, Any]],
+        on_commit: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue ``records`` for the group's partition; the future completes once they are
+        committed, right after ``on_commit`` (which updates the in-memory state) ran. Writes
+        queued while one is in flight go out together as one batch (group commit), in queue
+        order, so concurrent commits cost one append, not one each."""
+        return self._enqueue_partition(self._require(group_id), records, on_commit)
+
+    def _enqueue_partition(
+        self, p: int, records: list[dict[str, Any]], on_commit: Callable[[], None] | None
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._write_queues.setdefault(p, [])
+        queue.append((records, future, on_commit))
+        if p not in self._writers:
+            task = asyncio.get_running_loop().create_task(self._write_loop(p))
+            self._writers[p] = task
+            task.add_done_callback(lambda _t: self._writers.pop(p, None))
+        return future
+
+    async def _write_loop(self, p: int) -> None:
+        queue = self._write_queues.setdefault(p, [])
+        while queue:
+            pending = queue[:_MAX_RECORDS_PER_WRITE_BATCH]
+            del queue[: len(pending)]
+            records = [r for recs, _, _ in pending for r in recs]
+            try:
+                await self._replicas.append(
+                    OFFSETS_TOPIC,
+                    p,
+                    [to_batch(records, self._clock.now_ms())],
+                    codec=PayloadCodec.JSON,
+                    acks=-1,
+                    timeout_ms=self._config.produce_timeout_ms,
+                )
+            except BrokerError as exc:
+                for _, future, _ in pending:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, future, on_commit in pending:
+                if on_commit is not None:
+                    on_commit()
+                if not future.done():
+                    future.set_result(None)
+
+    def _idle(self, p: int) -> bool:
+        """No write of partition ``p`` queued or in flight (the cache has every commit)."""
+        return p not in self._writers and not self._write_queues.get(p)
+
+    async def _snapshot(self, p: int) -> None:
+        """Rewrite the live state of partition ``p`` and delete the segments before it.
+
+        Taken only while no write is in flight, so the snapshot (built from the cache) is
+        exactly the state the log describes up to its start offset; everything written later
+        comes after it in the log. The segments wholly before it then hold nothing the state
+        needs, and are deleted once the snapshot is committed.
+        """
+        replica = self._replicas.get(OFFSETS_TOPIC, p)
+        if replica is None or replica.role is not Role.LEADER or not self._idle(p):
+            return
+        plog = replica.log
+        if plog.segment_count < 2:
+            return
+        partitions = self._partition_count()
+        records: list[dict[str, Any]] = []
+        for group in self._groups.values():
+            if partition_for_group(group.group_id, partitions) != p:
+                continue
+            records.extend(
+                offset_record(group.group_id, t, q, e) for (t, q), e in group.offsets.items()
+            )
+            records.append(group_record(group, group.group_id))
+        for (group_id, name), instance in self._instances.items():
+            if partition_for_group(group_id, partitions) == p:
+                records.append(instance_record(group_id, name, instance.settings()))
+        start = plog.log_end_offset
+        chunks = [records[i : i + _SNAPSHOT_CHUNK] for i in range(0, len(records), _SNAPSHOT_CHUNK)]
+        futures = [self._enqueue_partition(p, chunk, None) for chunk in chunks]
+        await asyncio.gather(*futures)
+        deleted = plog.delete_segments_before(start)
+        log.info(
+            "coordinator %s-%d: snapshot of %d records at %d; %d segment(s) deleted",
             OFFSETS_TOPIC,
             p,
-            [batch],
-            codec=PayloadCodec.JSON,
-            acks=-1,
-            timeout_ms=self._config.produce_timeout_ms,
+            len(records),
+            start,
+            deleted,
         )
 
     # -------------------------------------------------------------------- membership
@@ -630,8 +725,10 @@ class GroupCoordinator:
             records = [offset_record(group_id, t, p, e) for (t, p), e in offsets.items()]
             if group.generation == 0 and not group.members:
                 records.append(group_record(group, group_id))
-            await self._persist(group_id, records)
-            group.offsets.update(offsets)
+            written = self._enqueue(group_id, records, lambda: group.offsets.update(offsets))
+        # Not under the group lock: concurrent commits of one group share an append. They
+        # complete (and reach the cache) in queue order.
+        await written
 
     def committed(
         self, group_id: str, topics: Iterable[str] | None = None
@@ -784,6 +881,9 @@ class GroupCoordinator:
             if now >= retention_check:
                 retention_check = now + self._config.offsets_retention_check_interval_ms / 1000
                 await self._expire_offsets()
+                for p in list(self._loaded):
+                    with contextlib.suppress(BrokerError):
+                        await self._snapshot(p)
 
     async def _sweep(self, group: Group, now: float) -> None:
         expired = [

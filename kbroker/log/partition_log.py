@@ -601,7 +601,25 @@ class PartitionLog:
         """
         self._check_open()
         now = self._clock.now_ms() if now_ms is None else now_ms
-        victims = self._retention_victims(now)
+        return self._delete_prefix(self._retention_victims(now), "retention")
+
+    def delete_segments_before(self, offset: int) -> int:
+        """Delete the whole segments that lie entirely below ``offset`` (and below the high
+        watermark, never the active one); returns how many were deleted.
+
+        Followers call it with the leader's log start offset, and the group coordinator after
+        writing a snapshot of its state: the log start offset moves to a segment boundary at
+        or below ``offset``.
+        """
+        self._check_open()
+        victims = []
+        for segment in self._segments[:-1]:
+            if segment.next_offset > min(offset, self._high_watermark):
+                break
+            victims.append(segment)
+        return self._delete_prefix(victims, f"delete before {offset}")
+
+    def _delete_prefix(self, victims: list[LogSegment], reason: str) -> int:
         if not victims:
             return 0
         with self._lock:
@@ -615,7 +633,7 @@ class PartitionLog:
         self._high_watermark = max(self._high_watermark, start)
         self._epochs.truncate_from_start(start)
         _log.info(
-            "%s: retention deleted %d segment(s); log start %d", self.name, len(victims), start
+            "%s: %s deleted %d segment(s); log start %d", self.name, reason, len(victims), start
         )
         return len(victims)
 

@@ -244,6 +244,8 @@ class ReplicaFetcher:
         if code is None:
             try:
                 partition.append_as_follower(fetched.data, fetched.high_watermark)
+                if fetched.log_start_offset > partition.log.log_start_offset:
+                    partition.log.delete_segments_before(fetched.log_start_offset)
             except CorruptRecordError as exc:
                 log.warning(
                     "%r: leader data failed validation (%s); fetching again", partition, exc.message

@@ -447,3 +447,53 @@ def _request_json(url: str, body: Any) -> tuple[int, Any]:
         headers={"Content-Type": "application/vnd.kafka.v2+json"},
     )
     return status, orjson.loads(payload)
+
+
+def test_offsets_topic_is_cleaned_and_state_survives_restart(
+    zk_single: Any, zk_chroot: str, tmp_path: Any
+) -> None:
+    from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess
+
+    settings = {
+        **FAST_FAILOVER,
+        "offsets.topic.segment.bytes": "4096",
+        "offsets.topic.num.partitions": "1",
+        "offsets.retention.check.interval.ms": "500",
+    }
+    broker = BrokerProcess(
+        broker_id=1,
+        zookeeper=zk_single.connect_string + zk_chroot,
+        base_dir=tmp_path,
+        settings=settings,
+    )
+    broker.start()
+    try:
+        cluster_topic = {"topic_name": TOPIC, "partitions_count": 2}
+        cid = cluster_id(broker.url)
+        assert (
+            http_json(f"{broker.url}/v3/clusters/{cid}/topics", method="POST", body=cluster_topic)[
+                0
+            ]
+            == 201
+        )
+        for i in range(300):
+            status, body = http_json(
+                f"{broker.url}/groups/g{i % 3}/offsets",
+                method="POST",
+                body={"offsets": [{"topic": TOPIC, "partition": i % 2, "offset": i}]},
+            )
+            assert status == 200, body
+        directory = broker.data_dir / "__consumer_offsets-0"
+        wait_until(
+            lambda: min(int(p.stem) for p in directory.glob("*.log")) > 0,
+            30,
+            "old offsets segments to be deleted",
+        )
+        expected = {f"g{g}": _committed(broker.url, f"g{g}") for g in range(3)}
+        assert expected["g0"] == {(TOPIC, 0): 294, (TOPIC, 1): 297}
+        broker.kill()
+        broker.start()
+        for group, offsets in expected.items():
+            assert _committed(broker.url, group) == offsets
+    finally:
+        broker.kill()
