@@ -20,7 +20,9 @@ is made from (the debootstrap arguments; the Dockerfile and files beside it; the
 the wheel set; the parent image's id). ``build`` skips an image whose tag exists with the same
 label, and rebuilds it (and so its children, whose parent id changed) otherwise. The hash of a
 wheel covers the names and bytes of its members, not the zip file, whose timestamps change at
-every ``pip wheel``.
+every ``pip wheel``. The kbroker image also carries ``org.kbroker.sources``, a hash of what the
+wheels are made from (package sources, project files, ``pip freeze``): when it matches, not even
+the wheels are built, so a cached ``build`` takes about a second.
 
 Needs: a Docker engine (``scripts/docker-engine.sh`` is run when none answers) and, only when
 the base image must be made, ``debootstrap`` (installed with apt-get when missing). Root or
@@ -61,6 +63,10 @@ REPO: Final = Path(__file__).resolve().parent.parent
 COMPOSE_DIR: Final = REPO / "compose"
 CACHE_DIR: Final = REPO / ".images"
 LABEL: Final = "org.kbroker.inputs"
+SOURCES_LABEL: Final = "org.kbroker.sources"
+PACKAGES: Final = ("kbroker", "kclient")
+"""The packages in kbroker's wheel (setup.cfg's packages.find)."""
+PROJECT_FILES: Final = ("setup.cfg", "pyproject.toml", "README.md")
 
 BASE_IMAGE: Final = "kbroker-base:bookworm"
 ZOOKEEPER_IMAGE: Final = "kbroker-zookeeper:3.8"
@@ -90,6 +96,7 @@ class ImageState:
     tag: str
     image_id: str | None
     inputs: str | None
+    sources: str | None
     size_mb: float | None
 
 
@@ -148,13 +155,14 @@ def inspect(tag: str) -> ImageState:
         ["docker", "image", "inspect", tag], capture_output=True, check=False, timeout=30
     )
     if result.returncode != 0:
-        return ImageState(tag=tag, image_id=None, inputs=None, size_mb=None)
+        return ImageState(tag=tag, image_id=None, inputs=None, sources=None, size_mb=None)
     info = json.loads(result.stdout)[0]
     labels = (info.get("Config") or {}).get("Labels") or {}
     return ImageState(
         tag=tag,
         image_id=str(info["Id"]),
         inputs=labels.get(LABEL),
+        sources=labels.get(SOURCES_LABEL),
         size_mb=round(int(info.get("Size", 0)) / 1e6, 1),
     )
 
@@ -259,12 +267,13 @@ def _import_rootfs(rootfs: Path, inputs: str) -> None:
             raise ImageError("tar of the debootstrap root file system failed")
 
 
-def _docker_build(tag: str, context: Path, inputs: str, parent: str) -> None:
-    argv = [
-        "docker",
-        "build",
-        "--label",
-        f"{LABEL}={inputs}",
+def _docker_build(
+    tag: str, context: Path, inputs: str, parent: str, labels: Mapping[str, str] | None = None
+) -> None:
+    argv = ["docker", "build"]
+    for name, value in {LABEL: inputs, **(labels or {})}.items():
+        argv += ["--label", f"{name}={value}"]
+    argv += [
         "--build-arg",
         f"BASE_IMAGE={parent}",
         "-t",
@@ -292,16 +301,42 @@ def build_zookeeper(force: bool = False) -> bool:
     return True
 
 
-def build_wheels(wheel_dir: Path) -> None:
-    """kbroker's wheel and its dependencies' wheels, pinned to this venv's installed versions."""
-    pip = [sys.executable, "-m", "pip"]
-    freeze = subprocess.run(
-        [*pip, "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
-    ).stdout
+def build_wheels(wheel_dir: Path, freeze: str) -> None:
+    """kbroker's wheel and its dependencies' wheels, pinned by ``freeze`` (this venv's
+    installed versions, so the image runs what the tests here run)."""
     constraints = wheel_dir / "constraints.txt"
     constraints.write_text(freeze)
+    pip = [sys.executable, "-m", "pip"]
     _run([*pip, "wheel", "-q", "-c", str(constraints), "-w", str(wheel_dir), str(REPO)])
     constraints.unlink()
+
+
+def _pip_freeze() -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def sources_digest(parent: str, freeze: str) -> str:
+    """Hash of what kbroker's wheel set is made from: the packages' .py and py.typed files,
+    the project files, the pinned dependencies, the recipe and the parent image.
+
+    A shortcut only: when it matches the image's label no wheel is built at all; when it does
+    not, the wheels are built and their content hash decides (a source change that leaves the
+    wheels identical does not rebuild the image).
+    """
+    parts: list[bytes | str] = [_FORMAT, parent, freeze, _tree_digest(COMPOSE_DIR / "kbroker")]
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*")):
+            if path.suffix in (".py", ".typed") and "__pycache__" not in path.parts:
+                parts += [str(path.relative_to(REPO)), path.read_bytes()]
+    for name in PROJECT_FILES:
+        path = REPO / name
+        parts += [name, path.read_bytes() if path.exists() else b""]
+    return _digest(*parts)
 
 
 def build_kbroker(force: bool = False) -> bool:
@@ -309,27 +344,32 @@ def build_kbroker(force: bool = False) -> bool:
     parent = inspect(BASE_IMAGE).image_id
     if parent is None:
         raise ImageError(f"{BASE_IMAGE} is missing: build it first")
+    freeze = _pip_freeze()
+    sources = sources_digest(parent, freeze)
+    current = inspect(KBROKER_IMAGE)
+    if not force and current.sources == sources:
+        return False
     CACHE_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kbroker-image-", dir=CACHE_DIR) as tmp:
         context = Path(tmp)
         shutil.copytree(COMPOSE_DIR / "kbroker", context, dirs_exist_ok=True)
         wheel_dir = context / "wheels"
         wheel_dir.mkdir()
-        build_wheels(wheel_dir)
+        build_wheels(wheel_dir, freeze)
         recipe = _tree_digest(COMPOSE_DIR / "kbroker")
         inputs = _digest(_FORMAT, parent, recipe, wheel_set_digest(wheel_dir))
-        if not force and inspect(KBROKER_IMAGE).inputs == inputs:
+        if not force and current.inputs == inputs:
             return False
         print(f"images: docker build {KBROKER_IMAGE} (wheels built on the host)", flush=True)
-        _docker_build(KBROKER_IMAGE, context, inputs, BASE_IMAGE)
+        _docker_build(KBROKER_IMAGE, context, inputs, BASE_IMAGE, {SOURCES_LABEL: sources})
     return True
 
 
 def ensure_images(force: bool = False) -> dict[str, float]:
     """Build whatever image is missing or outdated; returns seconds spent per image.
 
-    Cheap when everything is cached (one ``pip wheel`` into a temporary directory to hash the
-    wheel set, and three ``docker image inspect``).
+    Cheap when everything is cached (a ``pip freeze``, a hash of the sources, and a few
+    ``docker image inspect``: about a second).
     """
     ensure_engine()
     timings: dict[str, float] = {}

@@ -42,6 +42,7 @@ from kbroker.coordination.metadata import (
     state_from_znode,
     state_to_znode,
 )
+from kbroker.coordination.producer_ids import ProducerIdAllocator
 from kbroker.coordination.registration import (
     BrokerRegistrar,
     ensure_cluster_id,
@@ -122,6 +123,7 @@ class Broker:
             zk=self.zk, config=config, metadata=lambda: self._metadata, clock=self.clock
         )
         self._watcher = MetadataWatcher(self.zk, on_update=self._on_metadata)
+        self._producer_ids = ProducerIdAllocator(self.zk, config.broker_id)
         self._registrar: BrokerRegistrar | None = None
         self._runner: web.AppRunner | None = None
         self._resync_pending = False
@@ -167,6 +169,9 @@ class Broker:
             if topic is not None:
                 return topic
         raise BrokerError(f"Topic {name} not found.", ErrorCode.UNKNOWN_TOPIC)
+
+    async def next_producer_id(self) -> int:
+        return await self._producer_ids.next_id()
 
     def sticky_partition(self, topic: TopicInfo) -> int:
         """Rotate keyless requests over partitions led here, else over partitions with a

@@ -41,6 +41,9 @@ __all__ = [
     "MEDIA_JSON_V2",
     "MEDIA_V2",
     "NEXT_OFFSET_HEADER",
+    "PRODUCER_EPOCH_HEADER",
+    "PRODUCER_ID_HEADER",
+    "SEQUENCE_HEADER",
     "EmbeddedFormat",
     "ErrorCode",
     "ErrorSpec",
@@ -62,6 +65,13 @@ ACKS_HEADER: Final = "X-Kafka-Acks"
 #: Set by a broker that forwards a request to the partition leader; the leader must not forward
 #: it again (it answers NOT_LEADER instead, and the forwarding broker refreshes its metadata).
 FORWARDED_HEADER: Final = "X-KBroker-Forwarded"
+
+#: Request headers of an idempotent produce (partition endpoints only): the producer id and
+#: epoch from ``POST /producers``, and the sequence number of the request's first record (the
+#: next record's is one more, per partition, starting at 0).
+PRODUCER_ID_HEADER: Final = "X-KBroker-Producer-Id"
+PRODUCER_EPOCH_HEADER: Final = "X-KBroker-Producer-Epoch"
+SEQUENCE_HEADER: Final = "X-KBroker-Sequence"
 
 #: Response headers of a stateless fetch: the partition's high watermark, and the offset to
 #: fetch next (after the last record returned, or the requested offset when none was).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from kbroker.api import consumers, groups, internal, openapi, topics, v3
+from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
 from kbroker.api.errors import drain_middleware, error_middleware
 from kbroker.api.fetch import fetch_batches, fetch_records
 from kbroker.api.produce import produce_to_partition, produce_to_topic
@@ -37,6 +37,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(v3.routes())
     app.add_routes(groups.routes())
     app.add_routes(consumers.routes())
+    app.add_routes(producers.routes())
     app.add_routes(internal.routes())
     app.add_routes(openapi.routes())
     return app

@@ -18,11 +18,24 @@ import orjson
 from aiohttp import web
 
 from kbroker.errors import BrokerError, ErrorCode
-from kclient.protocol import ACKS_HEADER, FORWARDED_HEADER
+from kclient.protocol import (
+    ACKS_HEADER,
+    FORWARDED_HEADER,
+    PRODUCER_EPOCH_HEADER,
+    PRODUCER_ID_HEADER,
+    SEQUENCE_HEADER,
+)
 
 __all__ = ["HttpPeerClient"]
 
-_COPIED_HEADERS: Final = ("Content-Type", "Accept", ACKS_HEADER)
+_COPIED_HEADERS: Final = (
+    "Content-Type",
+    "Accept",
+    ACKS_HEADER,
+    PRODUCER_ID_HEADER,
+    PRODUCER_EPOCH_HEADER,
+    SEQUENCE_HEADER,
+)
 
 
 class HttpPeerClient:

@@ -494,6 +494,24 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
                 ),
             )
         },
+        "/producers": {
+            "post": _op(
+                "A producer id for idempotent produce (or the next epoch of one)",
+                [],
+                _ok(
+                    "Producer id and epoch",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "producer_id": {"type": "integer"},
+                            "producer_epoch": {"type": "integer"},
+                        },
+                    },
+                ),
+                (*_BODY_ERRORS, ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.KAFKA_ERROR, *_ALWAYS),
+                body={"required": False, "content": _json({"type": "object"})},
+            )
+        },
         "/openapi.json": {
             "get": _op("This document", [], _ok("OpenAPI 3.0", {"type": "object"}), _ALWAYS)
         },

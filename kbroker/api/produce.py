@@ -36,7 +36,14 @@ from kbroker.records import (
     encode_partition_records,
     parse_produce_body,
 )
-from kclient.protocol import ACKS_HEADER, FORWARDED_HEADER
+from kbroker.replication.manager import ProducerInfo
+from kclient.protocol import (
+    ACKS_HEADER,
+    FORWARDED_HEADER,
+    PRODUCER_EPOCH_HEADER,
+    PRODUCER_ID_HEADER,
+    SEQUENCE_HEADER,
+)
 
 __all__ = ["produce_to_partition", "produce_to_topic", "read_body"]
 
@@ -70,6 +77,7 @@ class _Job:
     body: ProduceBody
     acks: int
     forwarded: bool
+    producer: ProducerInfo | None = None
 
 
 async def _job(request: web.Request) -> _Job:
@@ -79,6 +87,7 @@ async def _job(request: web.Request) -> _Job:
     body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
     topic = await services.ensure_topic(topic_path(request))
     return _Job(
+        producer=producer_param(request),
         request=request,
         services=services,
         topic=topic,
@@ -88,8 +97,33 @@ async def _job(request: web.Request) -> _Job:
     )
 
 
+def producer_param(request: web.Request) -> ProducerInfo | None:
+    """The idempotent producer identity of a request, from its headers (or None)."""
+    raw = [
+        request.headers.get(h) for h in (PRODUCER_ID_HEADER, PRODUCER_EPOCH_HEADER, SEQUENCE_HEADER)
+    ]
+    if all(v is None for v in raw):
+        return None
+    if any(v is None or not v.strip().isdigit() or len(v.strip()) > 18 for v in raw):
+        raise BrokerError(
+            f"{PRODUCER_ID_HEADER}, {PRODUCER_EPOCH_HEADER} and {SEQUENCE_HEADER} go together "
+            "and are non-negative integers",
+            ErrorCode.INVALID_PARAMETER,
+        )
+    producer_id, epoch, sequence = (int(v) for v in raw)  # type: ignore[arg-type]
+    if epoch > 32767 or sequence > (1 << 31) - 1:
+        raise BrokerError("producer epoch or sequence out of range", ErrorCode.INVALID_PARAMETER)
+    return ProducerInfo(producer_id=producer_id, epoch=epoch, sequence=sequence)
+
+
 async def produce_to_topic(request: web.Request) -> web.Response:
     job = await _job(request)
+    if job.producer is not None:
+        raise BrokerError(
+            "Idempotent produce needs a partition endpoint "
+            "(POST /topics/{topic}/partitions/{partition})",
+            ErrorCode.INVALID_PARAMETER,
+        )
     if not job.body.records:
         return json_response(encode_offsets_response([]))
     return await _produce(job, _route(job))
@@ -211,6 +245,7 @@ async def _produce_once(job: _Job, partition: int, positions: Sequence[int]) -> 
         codec=job.body.codec,
         acks=job.acks,
         timeout_ms=services.config.produce_timeout_ms,
+        producer=job.producer,
     )
     return result.base_offset
 

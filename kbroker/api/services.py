@@ -113,6 +113,10 @@ class Services(Protocol):
         """Wait (bounded) until the metadata satisfies ``predicate``; whether it did."""
         ...
 
+    async def next_producer_id(self) -> int:
+        """A cluster-unique producer id for an idempotent producer."""
+        ...
+
     def sticky_partition(self, topic: TopicInfo) -> int:
         """The partition keyless records of one request go to (prefers local leaders)."""
         ...

@@ -513,6 +513,13 @@ class PartitionLog:
             high_watermark=self._high_watermark,
         )
 
+    def recent_batch_headers(self, segments: int = 2) -> Iterator[BatchHeader]:
+        """Headers of the batches of the last ``segments`` segments, in log order (a header
+        walk: payloads are not read). Used to rebuild producer state after a restart."""
+        self._check_open()
+        for segment in self._segments[-segments:]:
+            yield from segment.headers()
+
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """Base offset of the first batch whose ``max_timestamp >= timestamp``; None if none.
 

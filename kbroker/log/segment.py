@@ -488,6 +488,11 @@ class LogSegment:
                 return header.base_offset
         return None
 
+    def headers(self) -> Iterator[BatchHeader]:
+        """Headers of every batch of the segment, in order, without reading payloads."""
+        for _position, header in self._walk(0, self.size):
+            yield header
+
     def _walk(self, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of the batches in ``[start, end)``, read in small windows.
 

@@ -187,7 +187,7 @@ class ReplicaFetcher:
                 asked,
                 answer,
             )
-            plog.truncate_to(target)
+            state.partition.truncate_to(target)
         if done or state.ask_epoch == asked:
             self._truncation_done(tp, state)
 
@@ -204,7 +204,7 @@ class ReplicaFetcher:
                 plog.log_end_offset,
                 plog.high_watermark,
             )
-            plog.truncate_to(plog.high_watermark)
+            state.partition.truncate_to(plog.high_watermark)
         self._truncation_done(tp, state)
 
     def _truncation_done(self, tp: TopicPartition, state: _FetchState) -> None:
@@ -269,7 +269,7 @@ class ReplicaFetcher:
             log.warning(
                 "%r: LEO %d beyond leader's %d; truncating", partition, leo, fetched.log_end_offset
             )
-            plog.truncate_to(fetched.log_end_offset)
+            partition.truncate_to(fetched.log_end_offset)
         elif leo < fetched.log_start_offset:
             log.info(
                 "%r: LEO %d below leader's log start %d; restarting log there",
@@ -277,7 +277,7 @@ class ReplicaFetcher:
                 leo,
                 fetched.log_start_offset,
             )
-            plog.truncate_fully_and_start_at(fetched.log_start_offset)
+            partition.truncate_fully_and_start_at(fetched.log_start_offset)
 
 
 class ReplicaFetcherManager:

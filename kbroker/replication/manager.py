@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kbroker.clock import Clock
 from kbroker.cluster import NO_LEADER, PartitionInfo, TopicPartition
@@ -39,7 +39,7 @@ from kbroker.replication.fetcher import ReplicaFetcherManager
 from kbroker.replication.partition import IsrWriter, Partition, ReadResult, Role
 from kbroker.replication.purgatory import wait_any
 
-__all__ = ["AppendResult", "LogStore", "ReplicaManager"]
+__all__ = ["AppendResult", "LogStore", "ProducerInfo", "ReplicaManager"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,14 @@ class LogStore(Protocol):
     def get(self, topic: str, partition: int) -> PartitionLog | None: ...
 
     def delete_log(self, topic: str, partition: int) -> bool: ...
+
+
+class ProducerInfo(NamedTuple):
+    """Identity of an idempotent producer's request: id, epoch and first record's sequence."""
+
+    producer_id: int
+    epoch: int
+    sequence: int
 
 
 class AppendResult:
@@ -215,8 +223,14 @@ class ReplicaManager:
         codec: PayloadCodec,
         acks: int,
         timeout_ms: int,
+        producer: ProducerInfo | None = None,
     ) -> AppendResult:
-        """Write ``batches`` to the local leader and wait as ``acks`` asks (0, 1 or -1)."""
+        """Write ``batches`` to the local leader and wait as ``acks`` asks (0, 1 or -1).
+
+        With ``producer`` (idempotent produce) the batches get consecutive sequences from
+        ``producer.sequence``; a batch already written is not written again and reports its
+        original offsets.
+        """
         if self.shutting_down:
             raise BrokerError(
                 f"Broker {self._config.broker_id} is shutting down; its partitions are moving",
@@ -230,6 +244,7 @@ class ReplicaManager:
         if acks == -1:
             replica.check_min_isr()
         written = []
+        sequence = producer.sequence if producer is not None else -1
         for batch in batches:
             info = replica.append_as_leader(
                 batch.payload,
@@ -237,8 +252,13 @@ class ReplicaManager:
                 attributes=batch.attributes | codec,
                 first_timestamp=batch.first_timestamp,
                 max_timestamp=batch.max_timestamp,
+                producer_id=producer.producer_id if producer is not None else -1,
+                producer_epoch=producer.epoch if producer is not None else -1,
+                base_sequence=sequence,
             )
             written.append((info.first_offset, batch.record_count))
+            if producer is not None:
+                sequence += batch.record_count
         next_offset = written[-1][0] + written[-1][1]
         try:
             if self._flush is not None and acks != 0:

@@ -37,7 +37,9 @@ from kbroker.clock import Clock
 from kbroker.cluster import NO_LEADER, LeaderAndIsr
 from kbroker.config import TopicConfig
 from kbroker.errors import BrokerError, ErrorCode, NotLeaderError, OffsetOutOfRangeError
+from kbroker.log.batch import iter_batches
 from kbroker.log.partition_log import LogAppendInfo, PartitionLog
+from kbroker.replication.producer_state import ProducerStateManager
 from kbroker.replication.purgatory import OffsetWaiters, Signal
 
 __all__ = ["IsrWriter", "Partition", "ReadResult", "Role"]
@@ -115,6 +117,9 @@ class Partition:
         self._ack_waiters = OffsetWaiters()
         self._isr_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.producers = ProducerStateManager()
+        """Recent batches of idempotent producers (rebuilt from the log's latest segments)."""
+        self.producers.rebuild(log.recent_batch_headers())
         self.hw_signal = Signal()
         """Notified when the high watermark moves (consumers' long polls wait on it)."""
         self.leo_signal = Signal()
@@ -261,8 +266,22 @@ class Partition:
         producer_epoch: int = -1,
         base_sequence: int = -1,
     ) -> LogAppendInfo:
-        """Append one batch stamped with the current leader epoch (no acks handling here)."""
+        """Append one batch stamped with the current leader epoch (no acks handling here).
+
+        With a producer id, the batch is first checked against the producer's recent batches:
+        a duplicate returns the original offsets without writing (``batch_count`` 0), a gap
+        or stale epoch raises (see kbroker.replication.producer_state).
+        """
         state = self._require_leader()
+        duplicate = self.producers.check(producer_id, producer_epoch, base_sequence, record_count)
+        if duplicate is not None:
+            return LogAppendInfo(
+                first_offset=duplicate.first_offset,
+                last_offset=duplicate.last_offset,
+                max_timestamp=-1,
+                batch_count=0,
+                size_in_bytes=0,
+            )
         info = self.log.append_as_leader(
             payload,
             record_count=record_count,
@@ -274,6 +293,10 @@ class Partition:
             producer_epoch=producer_epoch,
             base_sequence=base_sequence,
         )
+        if producer_id >= 0:
+            self.producers.record(
+                producer_id, producer_epoch, base_sequence, info.first_offset, info.last_offset
+            )
         self.leo_signal.notify()
         self._maybe_increment_high_watermark()
         return info
@@ -462,8 +485,20 @@ class Partition:
         """Append what the leader sent and follow its high watermark (min with our LEO)."""
         if batches:
             self.log.append_as_follower(batches)
+            for header in iter_batches(batches):
+                self.producers.update(header)
             self.leo_signal.notify()
         self.update_follower_high_watermark(leader_hw)
+
+    def truncate_to(self, offset: int) -> None:
+        """Follower truncation (by leader epoch, or to the leader's end): producer state is
+        rebuilt, since it may remember batches that are gone."""
+        self.log.truncate_to(offset)
+        self.producers.rebuild(self.log.recent_batch_headers())
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.log.truncate_fully_and_start_at(offset)
+        self.producers.rebuild(())
 
     def update_follower_high_watermark(self, leader_hw: int) -> None:
         hw = min(leader_hw, self.log.log_end_offset)
