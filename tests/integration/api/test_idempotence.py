@@ -70,7 +70,7 @@ def test_duplicates_gaps_and_epochs(broker: BrokerProcess) -> None:
     assert [r["value"] for r in fetch_all(url, "idem", 0, 0, 5)] == [1, 2, 3, 4, 5]
     status, body = _send(url, "idem", [1], pid=pid, epoch=0, seq=0, partition=0)
     assert body["offsets"][0]["error_code"] == 40921
-    status, _, payload = request(
+    status, _, _ = request(
         f"{url}/topics/idem",
         method="POST",
         body=b'{"records":[{"value":1}]}',
@@ -92,7 +92,7 @@ def test_duplicates_are_detected_after_kill_and_restart(broker: BrokerProcess) -
         assert _send(url, "survive", [seq, seq + 1], pid=pid, epoch=0, seq=seq)[0] == 200
     broker.kill()
     broker.start()
-    status, body = _send(url, "survive", [18, 19], pid=pid, epoch=0, seq=18)
+    _, body = _send(url, "survive", [18, 19], pid=pid, epoch=0, seq=18)
     assert _offsets(body) == [(18, None), (19, None)]
     assert _offsets(_send(url, "survive", [20], pid=pid, epoch=0, seq=20)[1]) == [(20, None)]
     assert len(fetch_all(url, "survive", 0, 0, 21)) == 21
