@@ -611,6 +611,22 @@ def _v3_paths() -> dict[str, Any]:
                 tag="v3",
             ),
         },
+        c + "/partitions:elect-preferred-leaders": {
+            "post": _op(
+                "Move leadership back to preferred replicas (kbroker extension)",
+                [_CLUSTER],
+                _ok("How many partitions were queued", {"type": "object"}),
+                (
+                    *cl,
+                    ErrorCode.NOT_CONTROLLER,
+                    ErrorCode.UNKNOWN_TOPIC,
+                    ErrorCode.UNKNOWN_PARTITION,
+                    *_BODY_ERRORS,
+                ),
+                body={"required": False, "content": _json({"type": "object"})},
+                tag="v3",
+            )
+        },
         t + "/partitions": {"get": _op("Partitions", [_CLUSTER, _TOPIC], lst, tp, tag="v3")},
         t + "/partitions/{partition}": {
             "get": _op("Partition", [_CLUSTER, _TOPIC, _PARTITION], one, pa, tag="v3")

@@ -26,6 +26,7 @@ from kbroker.api.services import SERVICES, Services
 from kbroker.cluster import ClusterMetadata, PartitionInfo, TopicInfo
 from kbroker.config import TOPIC_SETTINGS, topic_setting
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
+from kclient.protocol import FORWARDED_HEADER
 
 __all__ = ["routes"]
 
@@ -451,6 +452,40 @@ async def list_replicas(request: web.Request) -> web.Response:
     return json_response(_collection("KafkaReplicaList", url, data))
 
 
+async def elect_preferred_leaders(request: web.Request) -> web.StreamResponse:
+    """Move leadership back to preferred replicas (kbroker extension; Kafka's
+    kafka-leader-election --election-type preferred). Body: optional
+    ``{"partitions": [{"topic_name", "partition_id"}]}``; all partitions when absent. The
+    active controller answers (other brokers forward) with how many partitions it queued."""
+    services, metadata, _ = _cluster(request)
+    controller = metadata.controller_id
+    if controller != services.config.broker_id and FORWARDED_HEADER not in request.headers:
+        broker = metadata.brokers.get(controller)
+        if broker is None:
+            raise BrokerError("No active controller", ErrorCode.NOT_CONTROLLER)
+        return await services.peers.forward(request, broker.url)
+    doc = await _json_body(request)
+    partitions: list[tuple[str, int]] | None = None
+    if isinstance(doc, dict) and doc.get("partitions") is not None:
+        entries = doc["partitions"]
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict)
+            and isinstance(e.get("topic_name"), str)
+            and isinstance(e.get("partition_id"), int)
+            for e in entries
+        ):
+            raise InvalidRequestError(
+                'partitions must be [{"topic_name": str, "partition_id": int}]'
+            )
+        partitions = [(e["topic_name"], e["partition_id"]) for e in entries]
+        for topic, partition in partitions:
+            metadata.partition(topic, partition)
+    elif doc is not None and not isinstance(doc, dict):
+        raise InvalidRequestError("The body must be a JSON object")
+    queued = await services.controller.elect_preferred(partitions)
+    return json_response({"queued_partitions": queued})
+
+
 def routes() -> list[web.RouteDef]:
     c = "/v3/clusters/{cluster_id}"
     t = c + "/topics/{topic}"
@@ -472,4 +507,5 @@ def routes() -> list[web.RouteDef]:
         web.get(t + "/partitions", list_partitions),
         web.get(t + "/partitions/{partition}", get_partition),
         web.get(t + "/partitions/{partition}/replicas", list_replicas),
+        web.post(c + "/partitions:elect-preferred-leaders", elect_preferred_leaders),
     ]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kbroker.coordination.zk import force_session_expiry
-from kbroker.testing.brokers import BrokerProcess, LocalCluster
+from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
 from kbroker.testing.local import ZooKeeperEnsemble
 from kbroker.testing.workload import CheckResult, Writer, check, read_partition
 
@@ -212,4 +212,32 @@ async def test_double_failover(cluster: LocalCluster) -> None:
     await asyncio.to_thread(first.start)
     await _wait_acks(writer, 50, 40)
     await asyncio.to_thread(second.start)
+    await _finish(cluster, writer, task)
+
+
+async def test_preferred_leader_election_on_demand(cluster: LocalCluster) -> None:
+    writer, task = await _start(cluster)
+    victim = _leader(cluster)
+    await asyncio.to_thread(victim.stop)
+    await _wait_acks(writer, 50, 30)
+    await asyncio.to_thread(victim.start)
+    await asyncio.to_thread(_wait_in_sync, cluster, 60)
+    url = cluster.any_url()
+    cid = (await asyncio.to_thread(http_json, f"{url}/v3/clusters"))[1]["data"][0]["cluster_id"]
+    status, body = await asyncio.to_thread(
+        http_json,
+        f"{url}/v3/clusters/{cid}/partitions:elect-preferred-leaders",
+        method="POST",
+        body={},
+    )
+    assert status == 200 and body["queued_partitions"] >= 1, body
+
+    def preferred_everywhere() -> bool:
+        parts = [cluster.partition(TOPIC, p) for p in range(PARTITIONS)]
+        return all(p["leader"] == p["replicas"][0]["broker"] for p in parts)
+
+    deadline = time.monotonic() + 20
+    while not await asyncio.to_thread(preferred_everywhere):
+        assert time.monotonic() < deadline, "leaders did not move back to preferred replicas"
+        await asyncio.sleep(0.2)
     await _finish(cluster, writer, task)
