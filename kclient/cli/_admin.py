@@ -187,7 +187,8 @@ def topics_describe(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     print(
-        f"Topic {topic.name}: {len(topic.partitions)} partitions, replication factor "
+        f"Topic {topic.name}: {len(topic.partitions)} "
+        f"partition{'' if len(topic.partitions) == 1 else 's'}, replication factor "
         f"{topic.replication_factor}"
     )
     print()

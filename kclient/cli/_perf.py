@@ -117,11 +117,12 @@ def produce(args: argparse.Namespace) -> int:
                     str(i).encode() if keyed else None,
                     on_delivery=sampled(time.perf_counter()),
                 )
+                throttle.wait(i)
                 if i % 8192 == 0:
                     progress.update(i)
-                    throttle.wait(i)
             else:
                 send(topic, payload, str(i).encode() if keyed else None)
+        throttle.wait(args.num_records)
         producer.flush()
         seconds = time.perf_counter() - start
     progress.close()
@@ -175,7 +176,7 @@ def consume(args: argparse.Namespace) -> int:
             records = consumer.poll(timeout=1.0)
             polls.append((time.perf_counter() - began) * 1000)
             if not records:
-                if time.monotonic() - idle_since > max(10.0, args.timeout):
+                if time.monotonic() - idle_since > min(10.0, args.timeout):
                     print(f"kbctl: only {count} records in {args.topic}", file=sys.stderr)
                     break
                 continue

@@ -1,0 +1,258 @@
+"""kbctl end to end: the installed entry point against a real broker (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kclient import Admin, Consumer, ConsumerRecord, Producer, TopicPartition
+from tests.client.conftest import unique
+
+KBCTL = str(Path(sys.executable).parent / "kbctl")
+
+
+def kbctl(
+    url: str | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "KBROKER_URL"} | (env or {})
+    environ["NO_COLOR"] = "1"
+    argv = [KBCTL, *(["--bootstrap", url] if url else []), *args]
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, env=environ, timeout=120, check=False
+    )
+
+
+def ok(url: str, *args: str, stdin: str | None = None) -> str:
+    done = kbctl(url, *args, stdin=stdin)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def as_json(url: str, *args: str, stdin: str | None = None) -> Any:
+    return json.loads(ok(url, *args, "--output", "json", stdin=stdin))
+
+
+def test_usage_errors_and_unreachable_brokers(url: str) -> None:
+    started = time.monotonic()
+    assert kbctl(None, "--help").returncode == 0
+    assert time.monotonic() - started < 5
+    assert "no brokers" in kbctl(None, "topics", "list").stderr
+    assert kbctl(None, "topics", "list").returncode == 2
+    assert kbctl(url, "topics", "frobnicate").returncode == 2
+    assert kbctl(url, "topics", "create", "x", "--partitions", "many").returncode == 2
+    bad = kbctl(url, "topics", "create", "x", "--config", "novalue")
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+    down = kbctl("http://127.0.0.1:9", "cluster")
+    assert down.returncode == 3 and "cannot reach the cluster" in down.stderr
+    env_only = kbctl(None, "cluster", env={"KBROKER_URL": url})
+    assert env_only.returncode == 0, env_only.stderr
+    failed = kbctl(url, "topics", "describe", "nope")
+    assert failed.returncode == 1 and "UnknownTopicError: [40401]" in failed.stderr
+
+
+def test_cluster_and_topic_commands(url: str) -> None:
+    name = unique("cli")
+    cluster = as_json(url, "cluster")
+    assert cluster["controller"] == 1 and cluster["brokers"][0]["url"] == url
+    assert cluster["under_replicated_partitions"] == [] and cluster["offline_partitions"] == []
+    assert as_json(url, "topics", "create", name, "-p", "2", "-c", "retention.ms=60000") == {
+        "topic": name,
+        "created": True,
+    }
+    assert kbctl(url, "topics", "create", name).returncode == 1
+    assert as_json(url, "topics", "create", name, "--if-not-exists")["created"] is False
+    listed = {t["name"]: t for t in as_json(url, "topics", "list")}
+    assert listed[name]["partitions"] == 2
+    ok(
+        url,
+        "topics",
+        "alter",
+        name,
+        "--partitions",
+        "3",
+        "--config",
+        "segment.ms=60000",
+        "--delete-config",
+        "retention.ms",
+    )
+    described = as_json(url, "topics", "describe", name)
+    assert len(described["partitions"]) == 3
+    assert described["overrides"] == {"segment.ms": "60000"}
+    assert "segment.ms" in ok(url, "topics", "describe", name)
+    assert "retention.ms" in ok(url, "topics", "describe", name, "--all-configs")
+    assert kbctl(url, "topics", "alter", name).returncode == 2
+    assert as_json(url, "topics", "delete", name)["deleted"] is True
+    assert as_json(url, "topics", "delete", name, "--if-exists")["deleted"] is False
+    assert kbctl(url, "topics", "delete", name).returncode == 1
+
+
+def test_produce_options(url: str, topic: str, tmp_path: Path) -> None:
+    summary = as_json(
+        url,
+        "produce",
+        topic,
+        "--key-separator",
+        "\t",
+        "--acks",
+        "1",
+        "-H",
+        "origin=cli",
+        stdin="k1\tv1\nk1\tv2\nno key\n",
+    )
+    assert (summary["records"], summary["delivered"], summary["failed"]) == (3, 3, 0)
+    source = tmp_path / "lines.txt"
+    source.write_bytes("é\n\nlast".encode())
+    assert (
+        as_json(url, "produce", topic, "--file", str(source), "--partition", "2", "--acks", "0")[
+            "records"
+        ]
+        == 3
+    )
+    assert kbctl(url, "produce", topic, "--file", str(tmp_path / "missing")).returncode == 2
+    assert kbctl(url, "produce", "no-such-topic", stdin="x\n").returncode == 1
+    with Consumer(
+        url, auto_offset_reset="earliest", key_deserializer="str", value_deserializer="str"
+    ) as consumer:
+        consumer.assign(TopicPartition(topic, p) for p in range(3))
+        records: list[ConsumerRecord] = []
+        while len(records) < 6:
+            records += consumer.poll(1.0)
+    keyed = sorted((r.key, r.value) for r in records if r.key)
+    assert keyed == [("k1", "v1"), ("k1", "v2")]
+    assert all(r.headers == (("origin", b"cli"),) for r in records if r.partition != 2)
+    assert [r.value for r in records if r.partition == 2 and r.headers == ()] == ["é", "", "last"]
+
+
+def test_consume_formats_offsets_and_groupless_tail(url: str, topic: str, group: str) -> None:
+    with Producer(url) as producer:
+        for i in range(5):
+            producer.send(
+                topic,
+                b"v%d" % i,
+                key=b"k%d" % i,
+                partition=1,
+                headers=[("n", b"%d" % i)],
+                timestamp_ms=1000 + i,
+            )
+        producer.send(topic, b"\xff\xfe", partition=0)
+    lines = ok(
+        url,
+        "consume",
+        topic,
+        "-p",
+        "1",
+        "--format",
+        "{topic}|{partition}|{offset}|{timestamp}|{key}|{value}|{headers}",
+    ).splitlines()
+    assert lines[0] == f"{topic}|1|0|1000|k0|v0|n=0" and len(lines) == 5
+    assert ok(url, "consume", topic, "-p", "1", "--offset", "3").splitlines() == ["v3", "v4"]
+    assert len(ok(url, "consume", topic, "--max", "2").splitlines()) == 2
+    docs = [json.loads(line) for line in ok(url, "consume", topic, "-o", "json").splitlines()]
+    binary = next(d for d in docs if d["partition"] == 0)
+    assert binary["value_encoding"] == "base64" and binary["value"] == "//4="
+    assert {d["headers"].get("n") for d in docs if d["partition"] == 1} == {"0", "1", "2", "3", "4"}
+    assert kbctl(url, "consume", topic, "--format", "{nope}").returncode == 2
+    assert kbctl(url, "consume", topic, "--group", group, "-p", "1").returncode == 2
+    with Admin(url) as admin:  # the groupless reads touched no group
+        assert group not in {g.group_id for g in admin.list_groups()}
+
+
+def test_consume_follow_and_group(url: str, topic: str, group: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "KBROKER_URL"}
+    follower = subprocess.Popen(
+        [KBCTL, "-b", url, "consume", topic, "--follow", "--max", "3", "-p", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    try:
+        time.sleep(2.0)  # let it start at the end
+        with Producer(url) as producer:
+            for i in range(3):
+                producer.send(topic, b"live%d" % i, partition=0)
+        out, _ = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert out.splitlines() == ["live0", "live1", "live2"] and follower.returncode == 0
+    assert sorted(ok(url, "consume", topic, "--group", group).splitlines()) == [
+        "live0",
+        "live1",
+        "live2",
+    ]
+    assert ok(url, "consume", topic, "--group", group) == ""  # committed on exit
+    described = as_json(url, "groups", "describe", group)
+    assert described["total_lag"] == 0 and described["state"] == "Empty"
+    assert any(g["group_id"] == group for g in as_json(url, "groups", "list"))
+    assert "LAG" in ok(url, "groups", "describe", group)
+
+
+def test_groups_reset_offsets(url: str, topic: str, group: str) -> None:
+    with Producer(url) as producer:
+        for i in range(4):
+            producer.send(topic, b"x", partition=0, timestamp_ms=1_700_000_000_000 + i * 1000)
+    ok(url, "consume", topic, "--group", group)
+
+    def reset(*args: str) -> dict[int, int]:
+        rows = as_json(url, "groups", "reset-offsets", group, "--topic", topic, *args)
+        return {row["partition"]: row["offset"] for row in rows}
+
+    assert reset("--to-earliest") == {0: 0, 1: 0, 2: 0}
+    assert reset("--to-latest", "-p", "0") == {0: 4}
+    assert reset("--to-offset", "2", "-p", "0") == {0: 2}
+    assert reset("--to-timestamp", "1700000001000", "-p", "0") == {0: 1}
+    assert reset("--to-datetime", "2023-11-14T22:13:22Z", "-p", "0") == {0: 2}
+    assert "NEW OFFSET" in ok(url, "groups", "reset-offsets", group, "-t", topic, "--to-earliest")
+    assert kbctl(url, "groups", "reset-offsets", group, "-t", topic).returncode == 2
+    assert (
+        kbctl(
+            url, "groups", "reset-offsets", group, "-t", topic, "--to-datetime", "yesterday"
+        ).returncode
+        == 2
+    )
+    with Consumer(url, group_id=group, session_timeout_ms=6000) as member:
+        member.subscribe([topic])
+        while not member.assignment():
+            member.poll(0.2)
+        busy = kbctl(url, "groups", "reset-offsets", group, "-t", topic, "--to-earliest")
+        assert busy.returncode == 1 and "GroupNotEmptyError" in busy.stderr
+
+
+@pytest.mark.parametrize("group_arg", [[], ["--group", "perf-readers"]])
+def test_perf_commands(url: str, group_arg: list[str]) -> None:
+    name = unique("perf")
+    ok(url, "topics", "create", name, "-p", "2")
+    produced = as_json(
+        url,
+        "perf",
+        "produce",
+        name,
+        "-n",
+        "5000",
+        "-s",
+        "100",
+        "--acks",
+        "1",
+        "--throughput",
+        "20000",
+        *(["--keys"] if group_arg else []),
+    )
+    assert produced["records"] == 5000 and produced["records_per_sec"] > 0
+    assert (
+        produced["mb_per_sec"] > 0
+        and produced["latency"]["p99_ms"] >= produced["latency"]["p50_ms"]
+    )
+    assert produced["seconds"] >= 5000 / 20000 * 0.9  # the throughput cap held
+    consumed = as_json(url, "perf", "consume", name, "-n", "5000", *group_arg)
+    assert consumed["records"] == 5000 and consumed["bytes"] >= 5000 * 100
+    text = ok(url, "perf", "produce", name, "-n", "1000")
+    assert "records/s" in text and "p99.9" in text
+    if not group_arg:
+        short = kbctl(url, "perf", "consume", name, "-n", "999999", "--timeout", "1")
+        assert short.returncode == 1 and "only" in short.stderr
