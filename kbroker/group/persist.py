@@ -50,7 +50,8 @@ Record = dict[str, Any]
 
 
 def java_string_hash(text: str) -> int:
-    """Java's ``String.hashCode`` (UTF-16 code units, 32-bit wrap-around, signed)."""
+    """Java's ``String.hashCode`` (UTF-16 code units, 32-bit wrap-around, signed). A lone
+    surrogate, which a Java String may hold too, counts as its own code unit."""
     h = 0
     for unit in _utf16(text):
         h = (31 * h + unit) & 0xFFFFFFFF
@@ -58,7 +59,7 @@ def java_string_hash(text: str) -> int:
 
 
 def _utf16(text: str) -> Iterator[int]:
-    data = text.encode("utf-16-be")
+    data = text.encode("utf-16-be", "surrogatepass")
     for i in range(0, len(data), 2):
         yield (data[i] << 8) | data[i + 1]
 
