@@ -296,12 +296,20 @@ class GroupCoordinator:
         queue = self._write_queues.setdefault(p, [])
         queue.append((records, future, on_commit))
         if p not in self._writers:
-            task = asyncio.get_running_loop().create_task(self._write_loop(p))
-            self._writers[p] = task
-            task.add_done_callback(lambda _t: self._writers.pop(p, None))
+            self._writers[p] = asyncio.get_running_loop().create_task(self._write_loop(p))
         return future
 
     async def _write_loop(self, p: int) -> None:
+        try:
+            await self._write_queued(p)
+        finally:
+            # Deregister in the same step that found the queue empty: a done callback would
+            # run a loop iteration later, and a write queued in between (by a waiter just
+            # woken) would find a writer registered that is gone, and wait forever.
+            if self._writers.get(p) is asyncio.current_task():
+                del self._writers[p]
+
+    async def _write_queued(self, p: int) -> None:
         queue = self._write_queues.setdefault(p, [])
         while queue:
             pending = queue[:_MAX_RECORDS_PER_WRITE_BATCH]
