@@ -654,6 +654,8 @@ class GroupCoordinator:
         )
 
     def heartbeat(self, group_id: str, member_id: str, generation: int) -> GroupState:
+        """Keep ``member_id`` alive. Errors in Kafka's precedence: FENCED_INSTANCE_ID or
+        UNKNOWN_MEMBER_ID, then ILLEGAL_GENERATION, then REBALANCE_IN_PROGRESS."""
         self._require(group_id)
         if member_id in self._fenced_ids:
             raise BrokerError(
@@ -667,14 +669,14 @@ class GroupCoordinator:
             )
         member = group.member(member_id)
         member.deadline = self._clock.monotonic() + member.session_timeout_ms / 1000
-        if group.state is GroupState.PREPARING_REBALANCE:
-            raise BrokerError(
-                f"Group {group_id} is rebalancing: rejoin", ErrorCode.REBALANCE_IN_PROGRESS
-            )
         if generation != group.generation:
             raise BrokerError(
                 f"Generation {generation} is stale (now {group.generation})",
                 ErrorCode.ILLEGAL_GENERATION,
+            )
+        if group.state is GroupState.PREPARING_REBALANCE:
+            raise BrokerError(
+                f"Group {group_id} is rebalancing: rejoin", ErrorCode.REBALANCE_IN_PROGRESS
             )
         return group.state
 
