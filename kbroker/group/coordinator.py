@@ -896,19 +896,15 @@ class GroupCoordinator:
                         await self._snapshot(p)
 
     async def _sweep(self, group: Group, now: float) -> None:
-        expired = [
-            m
-            for m in group.members.values()
-            if m.rest_instance is None
-            and m.deadline < now
-            and not (group.state is GroupState.PREPARING_REBALANCE and m.joined)
-        ]
-        overdue = group.state is GroupState.PREPARING_REBALANCE and now >= group.rebalance_deadline
+        expired, overdue = _due(group, now)
         if not expired and not overdue:
             return
         async with self._lock(group.group_id):
-            if group.group_id not in self._groups:
+            if self._groups.get(group.group_id) is not group:
                 return
+            # Again under the lock: while the sweep waited for it, heartbeats may have kept a
+            # member alive, or the rebalance may have completed and a newer one begun.
+            expired, overdue = _due(group, self._clock.monotonic())
             if expired:
                 await self._remove_members(group, expired, "session timed out")
             elif overdue:
@@ -938,6 +934,19 @@ class GroupCoordinator:
             async with self._lock(group.group_id):
                 with contextlib.suppress(BrokerError):
                     await self._tombstone(group)
+
+
+def _due(group: Group, now: float) -> tuple[list[Member], bool]:
+    """The members whose session is over at ``now``, and whether the rebalance is overdue."""
+    expired = [
+        m
+        for m in group.members.values()
+        if m.rest_instance is None
+        and m.deadline < now
+        and not (group.state is GroupState.PREPARING_REBALANCE and m.joined)
+    ]
+    overdue = group.state is GroupState.PREPARING_REBALANCE and now >= group.rebalance_deadline
+    return expired, overdue
 
 
 def _fail(member: Member, error: BrokerError) -> None:
