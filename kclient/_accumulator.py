@@ -16,6 +16,7 @@ import binascii
 import time
 from collections.abc import Iterable
 from functools import partial
+from itertools import chain
 from typing import Any, Final
 
 import orjson
@@ -28,10 +29,13 @@ __all__ = ["RECORD_OVERHEAD", "ProducerBatch"]
 #: Estimated JSON bytes per record beside the base64 of its key and value.
 RECORD_OVERHEAD: Final = 24
 _B64: Final = partial(binascii.b2a_base64, newline=False)
+#: b2a_base64 with its default trailing newline: no keyword arguments, twice as fast in a map.
+_B64_NL: Final = binascii.b2a_base64
 _VALUES_OPEN: Final = b'{"records":[{"value":"'
 _VALUES_SEP: Final = b'"},{"value":"'
 _VALUES_CLOSE: Final = b'"}]}'
 _KV: Final = b'{"key":"%s","value":"%s"}'
+_OPEN: Final = (_VALUES_OPEN,)
 
 
 def _b64_or_none(data: bytes | None) -> str | None:
@@ -68,7 +72,7 @@ class ProducerBatch:
         self.created = time.monotonic()
         self.result = BatchResult(topic, partition, loop_thread)
         self.attempts = 0
-        self.body: bytes | None = None
+        self.body: bytes | bytearray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -109,23 +113,34 @@ class ProducerBatch:
         stamp = self.timestamps[index]
         return stamp if stamp is not None else -1
 
-    def encode(self) -> bytes:
+    def encode(self) -> bytes | bytearray:
         """The produce request body (computed once, reused by retries)."""
         if self.body is None:
             self.body = self._fast_body() or self._general_body()
         return self.body
 
-    def _fast_body(self) -> bytes | None:
+    def _fast_body(self) -> bytes | bytearray | None:
+        """Values only, or keys and values, none null, no headers or timestamps: the body is
+        built from one base64 pass per column (each encoding ends with a newline, which
+        becomes the separator) without Python code per record."""
         values, keys = self.values, self.keys
         if self.headers is not None or self.timestamps is not None or None in values:
             return None
         count = len(values)
         nulls = keys.count(None)
         if nulls == count:
-            return _VALUES_OPEN + _VALUES_SEP.join(map(_B64, values)) + _VALUES_CLOSE
+            # Few large copies: join (prefix + encodings), replace newlines, fix the tail.
+            body = bytearray(
+                b"".join(chain(_OPEN, map(_B64_NL, values))).replace(b"\n", _VALUES_SEP)  # type: ignore[arg-type]
+            )
+            del body[-len(_VALUES_SEP) :]
+            body += _VALUES_CLOSE
+            return body
         if nulls:
             return None
-        records = map(_KV.__mod__, zip(map(_B64, keys), map(_B64, values), strict=True))
+        key_column = b"".join(map(_B64_NL, keys))[:-1].split(b"\n")  # type: ignore[arg-type]
+        value_column = b"".join(map(_B64_NL, values))[:-1].split(b"\n")  # type: ignore[arg-type]
+        records = map(_KV.__mod__, zip(key_column, value_column, strict=True))
         return b'{"records":[' + b",".join(records) + b"]}"
 
     def _general_body(self) -> bytes:

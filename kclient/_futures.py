@@ -115,20 +115,30 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-class RecordFuture:
+class RecordFuture(tuple[BatchResult, int, int]):
     """The delivery of one record: ``await`` it (asyncio) or call :meth:`result` (threads).
 
     Resolves to :class:`~kclient.structs.RecordMetadata`, or raises the delivery error (a
     :class:`~kclient.errors.KClientError`). Never call :meth:`result` for an unfinished future
     from a delivery callback: callbacks run on the producer's loop, which would deadlock.
+
+    A tuple (batch result, index in the batch, timestamp) so that ``send`` creates it without
+    running Python code (``tuple.__new__``); use the methods, not the items.
     """
 
-    __slots__ = ("_batch", "_index", "_timestamp")
+    __slots__ = ()
 
-    def __init__(self, batch: BatchResult, index: int, timestamp: int) -> None:
-        self._batch = batch
-        self._index = index
-        self._timestamp = timestamp
+    @property
+    def _batch(self) -> BatchResult:
+        return self[0]
+
+    @property
+    def _index(self) -> int:
+        return self[1]
+
+    @property
+    def _timestamp(self) -> int:
+        return self[2]
 
     def __repr__(self) -> str:
         state = "pending" if not self._batch.done() else "done"

@@ -227,6 +227,10 @@ class GroupMember:
                 if time.monotonic() - last_ok > self.session_timeout_ms / 1000:
                     self._stale("session timed out")
                     return
+            except Exception:  # a crashed heartbeat must not leave a silent zombie member
+                log.exception("heartbeat task of group %s failed", self.group_id)
+                self._stale("heartbeat failed")
+                return
 
     def _stale(self, why: str) -> None:
         log.info("group %s: rejoining (%s)", self.group_id, why)

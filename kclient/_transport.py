@@ -9,7 +9,6 @@ Concurrency: a Transport belongs to one event loop; its methods are coroutines f
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
@@ -77,7 +76,7 @@ class Transport:
         url: str,
         *,
         params: Mapping[str, str | int] | None = None,
-        body: bytes | None = None,
+        body: bytes | bytearray | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
@@ -135,7 +134,3 @@ def error_of(response: Response) -> Exception:
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def is_cancel(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError)
