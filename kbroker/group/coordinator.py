@@ -57,8 +57,9 @@ __all__ = ["GroupCoordinator", "JoinResult", "RestInstance"]
 log = logging.getLogger(__name__)
 
 MAX_GROUP_ID_LENGTH = 255
-#: Most queued writes coalesced into one append (bounded so a batch stays well under
-#: max.message.bytes: offset records are about 150 bytes).
+#: Most records of queued writes coalesced into one append (bounded so a batch stays well
+#: under max.message.bytes: offset records are about 150 bytes). A single larger write goes
+#: out alone.
 _MAX_RECORDS_PER_WRITE_BATCH = 2000
 #: Records per batch of a snapshot (offset records are about 150 bytes).
 _SNAPSHOT_CHUNK = 2000
@@ -312,7 +313,7 @@ class GroupCoordinator:
     async def _write_queued(self, p: int) -> None:
         queue = self._write_queues.setdefault(p, [])
         while queue:
-            pending = queue[:_MAX_RECORDS_PER_WRITE_BATCH]
+            pending = _coalesce(queue)
             del queue[: len(pending)]
             records = [r for recs, _, _ in pending for r in recs]
             try:
@@ -934,6 +935,17 @@ class GroupCoordinator:
             async with self._lock(group.group_id):
                 with contextlib.suppress(BrokerError):
                     await self._tombstone(group)
+
+
+def _coalesce(queue: list[_Write]) -> list[_Write]:
+    """The writes at the head of ``queue`` that go out as one batch: as many as fit in
+    _MAX_RECORDS_PER_WRITE_BATCH records, and always the first (alone if it is larger)."""
+    total = len(queue[0][0])
+    count = 1
+    while count < len(queue) and total + len(queue[count][0]) <= _MAX_RECORDS_PER_WRITE_BATCH:
+        total += len(queue[count][0])
+        count += 1
+    return queue[:count]
 
 
 def _due(group: Group, now: float) -> tuple[list[Member], bool]:
