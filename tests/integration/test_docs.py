@@ -1,7 +1,8 @@
 """The curl examples of README.md and docs/api.md run as written against a real cluster.
 
-Every ```bash block of a document that calls curl runs, in order, in one bash process (so variables such as
-``$CLUSTER`` carry over), with http://127.0.0.1:8081-8083 replaced by the test cluster's brokers.
+Every ```bash block of a document that calls curl runs, in order, in one bash process (so
+variables such as ``$CLUSTER`` carry over), with http://127.0.0.1:8081-8083 replaced by the test
+cluster's brokers.
 When a ```json block follows, the JSON documents the block printed must match it, where the
 string "…" matches any value. README blocks have no expected output: none of their answers may
 be an error. Every error code of kclient.protocol must be listed in docs/api.md.
