@@ -926,15 +926,27 @@ class GroupCoordinator:
     async def _expire_offsets(self) -> None:
         """KIP-211: a group's offsets expire together once it has been empty long enough."""
         retention = self._config.offsets_retention_minutes * 60_000
-        now = self._clock.now_ms()
         for group in list(self._groups.values()):
-            empty_since = group.empty_since_ms
-            if group.members or empty_since is None or now - empty_since < retention:
+            if not _retention_over(group, self._clock.now_ms(), retention):
                 continue
-            log.info("group %s empty since %d: expiring its offsets", group.group_id, empty_since)
             async with self._lock(group.group_id):
+                # Again under the lock: a member may have joined while this waited for it.
+                if self._groups.get(group.group_id) is not group or not _retention_over(
+                    group, self._clock.now_ms(), retention
+                ):
+                    continue
+                log.info(
+                    "group %s empty since %s: expiring its offsets",
+                    group.group_id,
+                    group.empty_since_ms,
+                )
                 with contextlib.suppress(BrokerError):
                     await self._tombstone(group)
+
+
+def _retention_over(group: Group, now_ms: int, retention_ms: int) -> bool:
+    empty_since = group.empty_since_ms
+    return not group.members and empty_since is not None and now_ms - empty_since >= retention_ms
 
 
 def _coalesce(queue: list[_Write]) -> list[_Write]:
