@@ -145,6 +145,8 @@ class GroupCoordinator:
         self._writers: dict[int, asyncio.Task[None]] = {}
         self._fenced_ids: dict[str, str] = {}
         """Member ids replaced by a static member's rejoin -> the group they were in."""
+        self._last_writes: dict[str, asyncio.Future[None]] = {}
+        """Group id -> its latest write while that is queued or in flight."""
 
     # ------------------------------------------------------------------- ownership
 
@@ -288,7 +290,19 @@ class GroupCoordinator:
         committed, right after ``on_commit`` (which updates the in-memory state) ran. Writes
         queued while one is in flight go out together as one batch (group commit), in queue
         order, so concurrent commits cost one append, not one each."""
-        return self._enqueue_partition(self._require(group_id), records, on_commit)
+        future = self._enqueue_partition(self._require(group_id), records, on_commit)
+        self._last_writes[group_id] = future
+        future.add_done_callback(lambda f: self._forget_write(group_id, f))
+        return future
+
+    def _forget_write(self, group_id: str, future: asyncio.Future[None]) -> None:
+        if self._last_writes.get(group_id) is future:
+            del self._last_writes[group_id]
+
+    def _writing(self, group_id: str) -> bool:
+        """A write of the group is queued or in flight (the cache does not have it yet)."""
+        last = self._last_writes.get(group_id)
+        return last is not None and not last.done()
 
     def _enqueue_partition(
         self, p: int, records: list[dict[str, Any]], on_commit: Callable[[], None] | None
@@ -880,7 +894,7 @@ class GroupCoordinator:
 
     async def run(self) -> None:
         """Expire members, finish overdue rebalances, expire idle REST instances and the
-        offsets of long-empty groups. Runs forever (owned by the broker's TaskGroup)."""
+        offsets past their retention. Runs forever (owned by the broker's TaskGroup)."""
         retention_check = 0.0
         while True:
             await self._clock.sleep(0.2)
@@ -924,29 +938,44 @@ class GroupCoordinator:
                 await self.delete_instance(instance)
 
     async def _expire_offsets(self) -> None:
-        """KIP-211: a group's offsets expire together once it has been empty long enough."""
+        """Offsets retention (KIP-211): see :func:`_expired_offsets`. Each group is decided
+        under its lock, and skipped while a write of it is in flight (a commit newer than the
+        cache must not be followed by a tombstone)."""
         retention = self._config.offsets_retention_minutes * 60_000
         for group in list(self._groups.values()):
-            if not _retention_over(group, self._clock.now_ms(), retention):
+            if _expired_offsets(group, self._clock.now_ms(), retention) is None:
                 continue
             async with self._lock(group.group_id):
-                # Again under the lock: a member may have joined while this waited for it.
-                if self._groups.get(group.group_id) is not group or not _retention_over(
-                    group, self._clock.now_ms(), retention
-                ):
+                if self._groups.get(group.group_id) is not group or self._writing(group.group_id):
                     continue
-                log.info(
-                    "group %s empty since %s: expiring its offsets",
-                    group.group_id,
-                    group.empty_since_ms,
-                )
+                expired = _expired_offsets(group, self._clock.now_ms(), retention)
+                if expired is None:
+                    continue
+                log.info("group %s: %d offsets expired", group.group_id, len(expired))
                 with contextlib.suppress(BrokerError):
-                    await self._tombstone(group)
+                    if len(expired) == len(group.offsets):
+                        await self._tombstone(group)
+                    else:
+                        records = [offset_record(group.group_id, t, p, None) for t, p in expired]
+                        await self._persist(group.group_id, records)
+                        for tp in expired:
+                            del group.offsets[tp]
 
 
-def _retention_over(group: Group, now_ms: int, retention_ms: int) -> bool:
+def _expired_offsets(group: Group, now_ms: int, retention_ms: int) -> list[TopicPartition] | None:
+    """The offsets retention removes from ``group`` now (all of them: the group goes too), or
+    None. A group that has had members (KIP-211) keeps all its offsets until it has been Empty
+    for the retention, then loses them together; a standalone group (generation 0: simple
+    consumers that only commit) loses each offset the retention after its last commit."""
+    if group.members:
+        return None
+    if group.generation == 0:
+        old = [tp for tp, e in group.offsets.items() if now_ms - e.commit_timestamp >= retention_ms]
+        return old if old or not group.offsets else None
     empty_since = group.empty_since_ms
-    return not group.members and empty_since is not None and now_ms - empty_since >= retention_ms
+    if empty_since is None or now_ms - empty_since < retention_ms:
+        return None
+    return list(group.offsets)
 
 
 def _coalesce(queue: list[_Write]) -> list[_Write]:
