@@ -137,7 +137,8 @@ class GroupCoordinator:
         self._metadata = metadata
         self._loaded: dict[int, int] = {}
         """Offsets partitions led here -> leader epoch they were loaded in."""
-        self._loading: dict[int, asyncio.Task[None]] = {}
+        self._loading: dict[int, tuple[int, asyncio.Task[None]]] = {}
+        """Offsets partitions being loaded -> (leader epoch, the load)."""
         self._groups: dict[str, Group] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._instances: dict[tuple[str, str], RestInstance] = {}
@@ -164,18 +165,30 @@ class GroupCoordinator:
             return
         p = replica.partition
         if replica.role is Role.LEADER:
-            if self._loaded.get(p) == replica.leader_epoch or p in self._loading:
+            epoch = replica.leader_epoch
+            loading = self._loading.get(p)
+            if self._loaded.get(p) == epoch or (loading is not None and loading[0] == epoch):
                 return
+            # A new epoch, even while an older one is loading: that load would give up at
+            # its end (the epoch moved), so start over.
             self._unload(p)
-            task = asyncio.get_running_loop().create_task(self._load(replica))
-            self._loading[p] = task
-            task.add_done_callback(lambda _t: self._loading.pop(p, None))
+            task = asyncio.get_running_loop().create_task(self._load(replica, epoch))
+            self._loading[p] = (epoch, task)
         elif p in self._loaded or p in self._loading:
             self._unload(p)
 
-    async def _load(self, replica: Partition) -> None:
+    async def _load(self, replica: Partition, epoch: int) -> None:
+        try:
+            await self._replay(replica, epoch)
+        finally:
+            # In the load's own last step (a done callback would run later, and could remove
+            # the next load of the partition if this one was cancelled).
+            loading = self._loading.get(replica.partition)
+            if loading is not None and loading[1] is asyncio.current_task():
+                del self._loading[replica.partition]
+
+    async def _replay(self, replica: Partition, epoch: int) -> None:
         p = replica.partition
-        epoch = replica.leader_epoch
         plog = replica.log
         loaded = LoadedPartition()
         offset = plog.log_start_offset
@@ -214,10 +227,10 @@ class GroupCoordinator:
         )
 
     def _unload(self, p: int) -> None:
-        task = self._loading.pop(p, None)
-        if task is not None:
-            task.cancel()
-        if self._loaded.pop(p, None) is None and task is None:
+        loading = self._loading.pop(p, None)
+        if loading is not None:
+            loading[1].cancel()
+        if self._loaded.pop(p, None) is None and loading is None:
             return
         partitions = self._partition_count()
         for group_id in [g for g in self._groups if partition_for_group(g, partitions) == p]:
