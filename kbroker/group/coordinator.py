@@ -40,6 +40,7 @@ from kbroker.group.assignor import ASSIGNORS, assign
 from kbroker.group.persist import (
     OFFSETS_TOPIC,
     LoadedPartition,
+    group_key,
     group_record,
     instance_record,
     offset_record,
@@ -357,11 +358,21 @@ class GroupCoordinator:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self._note_persisted(records)
             for _, future, on_commit in pending:
                 if on_commit is not None:
                     on_commit()
                 if not future.done():
                     future.set_result(None)
+
+    def _note_persisted(self, records: list[dict[str, Any]]) -> None:
+        """Remember the group documents just committed (the snapshot rewrites them)."""
+        for record in records:
+            key = record["key"]
+            if key["type"] == "group":
+                group = self._groups.get(key["group"])
+                if group is not None:
+                    group.persisted = record["value"]
 
     def _idle(self, p: int) -> bool:
         """No write of partition ``p`` queued or in flight (the cache has every commit)."""
@@ -370,10 +381,12 @@ class GroupCoordinator:
     async def _snapshot(self, p: int) -> None:
         """Rewrite the live state of partition ``p`` and delete the segments before it.
 
-        Taken only while no write is in flight, so the snapshot (built from the cache) is
-        exactly the state the log describes up to its start offset; everything written later
-        comes after it in the log. The segments wholly before it then hold nothing the state
-        needs, and are deleted once the snapshot is committed.
+        Taken only while no write is in flight, so the snapshot is exactly the state the log
+        describes up to its start offset: the cached offsets and REST instances, and each
+        group's last committed document (not its live membership, which during a rebalance
+        is not durable yet: a failover must find the members who left, to expire them).
+        Everything written later comes after it in the log. The segments wholly before it
+        then hold nothing the state needs, and are deleted once the snapshot is committed.
         """
         replica = self._replicas.get(OFFSETS_TOPIC, p)
         if replica is None or replica.role is not Role.LEADER or not self._idle(p):
@@ -389,7 +402,8 @@ class GroupCoordinator:
             records.extend(
                 offset_record(group.group_id, t, q, e) for (t, q), e in group.offsets.items()
             )
-            records.append(group_record(group, group.group_id))
+            if group.persisted is not None:
+                records.append({"key": group_key(group.group_id), "value": group.persisted})
         for (group_id, name), instance in self._instances.items():
             if partition_for_group(group_id, partitions) == p:
                 records.append(instance_record(group_id, name, instance.settings()))

@@ -16,8 +16,9 @@ key                                                        value
 
 Offsets are Kafka's: the next offset the group will consume. A new coordinator (the new
 leader of the partition) rebuilds every group of the partition by replaying it from the log
-start; the periodic snapshot (:func:`snapshot_records`) rewrites the live state so that older
-segments can be deleted.
+start; the coordinator's periodic snapshot rewrites the durable state (the latest value of
+every live key) so that older segments can be deleted. A replayed group keeps its last
+document in :attr:`Group.persisted`.
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ def _apply(out: LoadedPartition, key: Any, value: Any) -> None:
             out.groups.pop(group_id, None)
             return
         group = out.group(group_id)
+        group.persisted = value
         group.generation = int(value["generation"])
         group.assignor = value.get("assignor") or "sticky"
         group.empty_since_ms = value.get("empty_since_ms")

@@ -124,6 +124,9 @@ class Group:
     rebalance_deadline: float = 0.0
     initial_rebalance: bool = False
     """The rebalance started from Empty: wait group.initial.rebalance.delay.ms for more."""
+    persisted: dict[str, Any] | None = None
+    """The group document last committed to the log (what a replay gives; None if none).
+    Differs from :meth:`to_json` during a rebalance, whose membership is not durable."""
 
     def transition(self, target: GroupState) -> None:
         """Move to ``target``; an illegal transition is a bug and raises."""
