@@ -119,7 +119,7 @@ class Producer:
     :meth:`close`. All settings are keyword-only:
 
     - ``acks``: 0, 1 or "all" (default "all"); ``linger_ms`` (5) and ``batch_size`` (bytes of
-      encoded records per request, 512 KiB) shape batches; ``buffer_memory`` (64 MiB) bounds
+      encoded records per request, 512 KiB) shape batches; ``buffer_memory`` (32 MiB) bounds
       what is buffered: ``send`` waits for room, up to ``max_block_ms``.
     - ``retries`` (unbounded by default, within ``delivery_timeout_ms`` = 120 s),
       ``retry_backoff_ms`` (100, doubling up to ``retry_backoff_max_ms`` = 1000),
@@ -136,7 +136,7 @@ class Producer:
         acks: int | str = "all",
         linger_ms: float = 5,
         batch_size: int = 512 * 1024,
-        buffer_memory: int = 64 << 20,
+        buffer_memory: int = 32 << 20,
         max_block_ms: float = 60_000,
         retries: int | None = None,
         retry_backoff_ms: float = 100,

@@ -3,9 +3,13 @@ through a leader failover (kill -9) with metadata refreshes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from kbroker.testing.brokers import LocalCluster
@@ -93,3 +97,30 @@ def test_straight_to_leaders_and_failover(cluster: LocalCluster, monkeypatch: An
     new_leader = cluster.leader_of("ha", 0)
     assert new_leader not in (None, victim)
     assert wanted <= set(consumed), "at-least-once through the failover"
+
+    # kbctl cluster reports the partitions that lost a replica (the killed broker).
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "kbctl"), "-b", url, "cluster", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        if report["under_replicated_partitions"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert {p["topic"] for p in report["under_replicated_partitions"]} == {"ha"}
+    assert report["offline_partitions"] == []
+    assert victim not in [b["broker_id"] for b in report["brokers"]]
+    table = subprocess.run(
+        [str(Path(sys.executable).parent / "kbctl"), "-b", url, "cluster"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "under-replicated" in table.stdout and table.returncode == 0
