@@ -95,7 +95,6 @@ def produce(args: argparse.Namespace) -> int:
         return done
 
     progress = Progress(args.num_records, label="produce ")
-    throttle = _Throttle(args.throughput)
     with Producer(
         args.bootstrap,
         client_id="kbctl-perf",
@@ -109,6 +108,7 @@ def produce(args: argparse.Namespace) -> int:
         topic = args.topic
         keyed = args.keys
         start = time.perf_counter()
+        throttle = _Throttle(args.throughput)
         for i in range(args.num_records):
             if i % _SAMPLE_EVERY == 0:
                 send(

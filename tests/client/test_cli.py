@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -172,20 +173,29 @@ def test_consume_follow_and_group(url: str, topic: str, group: str) -> None:
         text=True,
         env=environ,
     )
-    try:
-        time.sleep(2.0)  # let it start at the end
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def keep_producing() -> None:  # until the follower (started at the end) has seen 3
         with Producer(url) as producer:
-            for i in range(3):
-                producer.send(topic, b"live%d" % i, partition=0)
-        out, _ = follower.communicate(timeout=60)
+            while not stop.is_set() and len(sent) < 400:
+                sent.append(f"live{len(sent)}")
+                producer.send(topic, sent[-1].encode(), partition=0).result(10)
+                time.sleep(0.1)
+
+    writer = threading.Thread(target=keep_producing)
+    writer.start()
+    try:
+        out, _ = follower.communicate(timeout=90)
     finally:
+        stop.set()
+        writer.join()
         follower.kill()
-    assert out.splitlines() == ["live0", "live1", "live2"] and follower.returncode == 0
-    assert sorted(ok(url, "consume", topic, "--group", group).splitlines()) == [
-        "live0",
-        "live1",
-        "live2",
-    ]
+    lines = out.splitlines()
+    assert follower.returncode == 0 and len(lines) == 3
+    first = sent.index(lines[0])
+    assert lines == sent[first : first + 3], "consecutive records from where it started"
+    assert ok(url, "consume", topic, "--group", group).splitlines() == sent
     assert ok(url, "consume", topic, "--group", group) == ""  # committed on exit
     described = as_json(url, "groups", "describe", group)
     assert described["total_lag"] == 0 and described["state"] == "Empty"

@@ -71,7 +71,7 @@ def test_send_futures_callbacks_and_keyed_partitions(url: str, topic: str) -> No
 
 
 def test_sticky_partitioning_of_keyless_records(url: str, topic: str) -> None:
-    with Producer(url, linger_ms=50, batch_size=4096) as producer:
+    with Producer(url, linger_ms=1000, batch_size=4096) as producer:
         first = [producer.send(topic, b"x" * 100) for _ in range(20)]
         producer.flush()
         partitions = {f.result().partition for f in first}
