@@ -236,7 +236,7 @@ class GroupCoordinator:
         partitions = self._partition_count()
         for group_id in [g for g in self._groups if partition_for_group(g, partitions) == p]:
             group = self._groups.pop(group_id)
-            group.state = GroupState.DEAD
+            group.transition(GroupState.DEAD)
             for member in group.members.values():
                 _fail(
                     member,
@@ -670,7 +670,8 @@ class GroupCoordinator:
                     members[member_id].assignment = tps
             for member in members.values():
                 _fail(member, exc)
-            group.state = GroupState.PREPARING_REBALANCE if members else GroupState.EMPTY
+            if group.state is not GroupState.DEAD:  # (unloaded while the write was out)
+                group.transition(GroupState.PREPARING_REBALANCE if members else GroupState.EMPTY)
             return
         self._apply_rest_assignments(group)
         now = self._clock.monotonic()
