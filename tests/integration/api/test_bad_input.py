@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from kbroker.testing.brokers import BrokerProcess
-from tests.integration.http import JSON_V2, create_topic, fetch_all, produce, request
+from tests.integration.http import (
+    JSON_V2,
+    cluster_id,
+    create_topic,
+    fetch_all,
+    produce,
+    request,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -275,6 +282,254 @@ CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, int]] = [
         42210,
     ),
     ("unknown cluster", "GET", "/v3/clusters/nope/topics", None, {}, 404, 40407),
+    # topics (v3) -- the cluster id is filled in by the test
+    ("create: body not JSON", "POST", "/v3/clusters/{cid}/topics", b"{", {}, 400, 400),
+    ("create: body an array", "POST", "/v3/clusters/{cid}/topics", b"[]", {}, 422, 42206),
+    ("create: no name", "POST", "/v3/clusters/{cid}/topics", b"{}", {}, 422, 42220),
+    (
+        "create: name with slash",
+        "POST",
+        "/v3/clusters/{cid}/topics",
+        b'{"topic_name": "a/b"}',
+        {},
+        422,
+        42220,
+    ),
+    (
+        "create: huge partition count",
+        "POST",
+        "/v3/clusters/{cid}/topics",
+        b'{"topic_name": "x", "partitions_count": 100000000}',
+        {},
+        422,
+        42221,
+    ),
+    (
+        "create: configs not a list",
+        "POST",
+        "/v3/clusters/{cid}/topics",
+        b'{"topic_name": "x", "configs": {"a": 1}}',
+        {},
+        422,
+        42206,
+    ),
+    (
+        "create: validate_only string",
+        "POST",
+        "/v3/clusters/{cid}/topics",
+        b'{"topic_name": "x", "validate_only": "yes"}',
+        {},
+        422,
+        42206,
+    ),
+    (
+        "create: text/plain",
+        "POST",
+        "/v3/clusters/{cid}/topics",
+        b'{"topic_name": "x"}',
+        {"Content-Type": "text/plain"},
+        415,
+        41501,
+    ),
+    (
+        "config: unknown name",
+        "GET",
+        "/v3/clusters/{cid}/topics/t/configs/nope",
+        None,
+        {},
+        404,
+        40408,
+    ),
+    (
+        "config: bad value",
+        "PUT",
+        "/v3/clusters/{cid}/topics/t/configs/retention.ms",
+        b'{"value": "soon"}',
+        {},
+        422,
+        42223,
+    ),
+    (
+        "config: no value",
+        "PUT",
+        "/v3/clusters/{cid}/topics/t/configs/retention.ms",
+        b"{}",
+        {},
+        422,
+        42206,
+    ),
+    (
+        "alter: bad operation",
+        "POST",
+        "/v3/clusters/{cid}/topics/t/configs:alter",
+        b'{"data": [{"name": "retention.ms", "operation": "ZAP"}]}',
+        {},
+        422,
+        42206,
+    ),
+    (
+        "patch: shrink",
+        "PATCH",
+        "/v3/clusters/{cid}/topics/t",
+        b'{"partitions_count": 1}',
+        {},
+        422,
+        42221,
+    ),
+    ("broker: not a number", "GET", "/v3/clusters/{cid}/brokers/abc", None, {}, 404, 40406),
+    ("broker: unknown", "GET", "/v3/clusters/{cid}/brokers/77", None, {}, 404, 40406),
+    (
+        "partition v3: unknown",
+        "GET",
+        "/v3/clusters/{cid}/topics/t/partitions/5",
+        None,
+        {},
+        404,
+        40402,
+    ),
+    # consumers (v2)
+    (
+        "consumer: bad format",
+        "POST",
+        "/consumers/g",
+        b'{"name": "a", "format": "avro"}',
+        {},
+        422,
+        42204,
+    ),
+    (
+        "consumer: bad reset",
+        "POST",
+        "/consumers/g",
+        b'{"auto.offset.reset": "middle"}',
+        {},
+        422,
+        42204,
+    ),
+    (
+        "consumer: unknown option",
+        "POST",
+        "/consumers/g",
+        b'{"max.poll.records": 5}',
+        {},
+        422,
+        42204,
+    ),
+    ("consumer: bad name", "POST", "/consumers/g", b'{"name": "a b"}', {}, 422, 42204),
+    (
+        "consumer: unknown instance",
+        "GET",
+        "/consumers/g/instances/nope/records",
+        None,
+        {},
+        404,
+        40403,
+    ),
+    (
+        "consumer: subscribe unknown instance",
+        "POST",
+        "/consumers/g/instances/nope/subscription",
+        b'{"topics": ["t"]}',
+        {},
+        404,
+        40403,
+    ),
+    # groups (smart clients)
+    ("join: no topics", "POST", "/groups/g/members", b'{"client_id": "c"}', {}, 422, 42204),
+    (
+        "join: both topics and pattern",
+        "POST",
+        "/groups/g/members",
+        b'{"topics": ["t"], "topic_pattern": "t.*"}',
+        {},
+        422,
+        42204,
+    ),
+    ("join: bad pattern", "POST", "/groups/g/members", b'{"topic_pattern": "("}', {}, 422, 42204),
+    (
+        "join: session too short",
+        "POST",
+        "/groups/g/members",
+        b'{"topics": ["t"], "session_timeout_ms": 10}',
+        {},
+        422,
+        42226,
+    ),
+    (
+        "join: unknown assignor",
+        "POST",
+        "/groups/g/members",
+        b'{"topics": ["t"], "assignor": "magic"}',
+        {},
+        422,
+        42204,
+    ),
+    (
+        "heartbeat: unknown member",
+        "POST",
+        "/groups/g/members/nobody/heartbeat",
+        b'{"generation_id": 1}',
+        {},
+        409,
+        40911,
+    ),
+    (
+        "heartbeat: no generation",
+        "POST",
+        "/groups/g/members/nobody/heartbeat",
+        b"{}",
+        {},
+        422,
+        42206,
+    ),
+    (
+        "commit: negative offset",
+        "POST",
+        "/groups/g/offsets",
+        b'{"offsets": [{"topic": "t", "partition": 0, "offset": -5}]}',
+        {},
+        422,
+        42224,
+    ),
+    (
+        "commit: unknown topic",
+        "POST",
+        "/groups/g/offsets",
+        b'{"offsets": [{"topic": "nope", "partition": 0, "offset": 1}]}',
+        {},
+        404,
+        40401,
+    ),
+    ("commit: offsets not a list", "POST", "/groups/g/offsets", b'{"offsets": 3}', {}, 422, 42206),
+    (
+        "reset: bad target",
+        "POST",
+        "/groups/g/offsets:reset",
+        b'{"topic": "t", "to": "middle"}',
+        {},
+        422,
+        42206,
+    ),
+    ("group: unknown", "GET", "/groups/never-seen", None, {}, 404, 40405),
+    # producers
+    (
+        "producers: bad epoch",
+        "POST",
+        "/producers",
+        b'{"producer_id": 1, "producer_epoch": -1}',
+        {},
+        422,
+        42206,
+    ),
+    (
+        "produce: half the producer headers",
+        "POST",
+        "/topics/t/partitions/0",
+        b'{"records": [{"value": 1}]}',
+        {"X-KBroker-Producer-Id": "1"},
+        422,
+        42210,
+    ),
 ]
 
 
@@ -288,9 +543,15 @@ def topic_with_data(broker: BrokerProcess) -> Iterator[BrokerProcess]:
     assert got[0]["value"] == "precious" and got[0]["key"] == "k"
 
 
+def test_the_corpus_is_large() -> None:
+    assert len(CASES) >= 60
+
+
 def test_every_malformed_request_gets_its_4xx(topic_with_data: BrokerProcess) -> None:
     failures = []
-    for name, method, path, body, headers, status, code in CASES:
+    cid = cluster_id(topic_with_data.url)
+    for name, method, raw_path, body, headers, status, code in CASES:
+        path = raw_path.replace("{cid}", cid)
         sent = {"Content-Type": JSON_V2} if body is not None else {}
         sent.update(headers)
         if sent.get("Content-Type") == "":
