@@ -16,6 +16,8 @@ the partition forwards the request to the leader.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 from aiohttp import web
 
@@ -24,6 +26,7 @@ from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
 from kbroker.api.params import int_param, offset_param, partition_path, topic_path
 from kbroker.api.services import SERVICES
 from kbroker.records import render_batches
+from kbroker.replication.partition import ReadResult
 from kclient.protocol import (
     FORWARDED_HEADER,
     HIGH_WATERMARK_HEADER,
@@ -38,45 +41,73 @@ __all__ = ["fetch_batches", "fetch_records"]
 MAX_RECORDS = 100_000
 
 
-async def fetch_records(request: web.Request) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """The parameters shared by both fetch endpoints."""
+
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int
+    timeout_ms: int
+
+
+def _read_params(request: web.Request) -> _Read:
+    config = request.app[SERVICES].config
+    return _Read(
+        topic=topic_path(request),
+        partition=partition_path(request),
+        offset=offset_param(request),
+        max_bytes=int_param(
+            request,
+            "max_bytes",
+            default=config.fetch_default_max_bytes,
+            low=1,
+            high=config.fetch_max_bytes,
+        ),
+        timeout_ms=int_param(
+            request,
+            "timeout",
+            default=config.fetch_default_wait_ms,
+            low=0,
+            high=config.fetch_max_wait_ms,
+        ),
+    )
+
+
+async def _read(request: web.Request, read: _Read) -> ReadResult | web.Response:
+    """The leader's read, or the leader's answer when this broker is not the leader."""
     services = request.app[SERVICES]
-    config = services.config
-    name = topic_path(request)
-    partition = partition_path(request)
-    fmt = accepted_format(request.headers.get("Accept"))
-    offset = offset_param(request)
-    max_bytes = int_param(
-        request,
-        "max_bytes",
-        default=config.fetch_default_max_bytes,
-        low=1,
-        high=config.fetch_max_bytes,
-    )
-    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
-    timeout = int_param(
-        request,
-        "timeout",
-        default=config.fetch_default_wait_ms,
-        low=0,
-        high=config.fetch_max_wait_ms,
-    )
     metadata = services.metadata
-    metadata.partition(name, partition)
-    if metadata.partition(name, partition).leader != config.broker_id and (
-        FORWARDED_HEADER not in request.headers
-    ):
-        return await services.peers.forward(request, metadata.leader_url(name, partition))
-    result = await services.replicas.fetch(
-        name, partition, offset, max_bytes=max_bytes, max_wait_ms=timeout
+    leader = metadata.partition(read.topic, read.partition).leader
+    if leader != services.config.broker_id and FORWARDED_HEADER not in request.headers:
+        return await services.peers.forward(
+            request, metadata.leader_url(read.topic, read.partition)
+        )
+    return await services.replicas.fetch(
+        read.topic,
+        read.partition,
+        read.offset,
+        max_bytes=read.max_bytes,
+        max_wait_ms=read.timeout_ms,
     )
+
+
+async def fetch_records(request: web.Request) -> web.StreamResponse:
+    fmt = accepted_format(request.headers.get("Accept"))
+    read = _read_params(request)
+    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
+    result = await _read(request, read)
+    if isinstance(result, web.Response):
+        return result
     rendered = render_batches(
         result.data,
-        topic=name,
-        partition=partition,
-        start_offset=offset,
+        topic=read.topic,
+        partition=read.partition,
+        start_offset=read.offset,
         fmt=fmt,
         max_records=max_records,
-        max_bytes=max_bytes,
+        max_bytes=read.max_bytes,
     )
     response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
     response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
@@ -92,33 +123,9 @@ async def fetch_batches(request: web.Request) -> web.StreamResponse:
     format documented in kclient.protocol), starting with the batch that holds ``offset``. No
     per-record work happens on the broker; the client skips records before ``offset``.
     """
-    services = request.app[SERVICES]
-    config = services.config
-    name = topic_path(request)
-    partition = partition_path(request)
-    offset = offset_param(request)
-    max_bytes = int_param(
-        request,
-        "max_bytes",
-        default=config.fetch_default_max_bytes,
-        low=1,
-        high=config.fetch_max_bytes,
-    )
-    timeout = int_param(
-        request,
-        "timeout",
-        default=config.fetch_default_wait_ms,
-        low=0,
-        high=config.fetch_max_wait_ms,
-    )
-    metadata = services.metadata
-    if metadata.partition(name, partition).leader != config.broker_id and (
-        FORWARDED_HEADER not in request.headers
-    ):
-        return await services.peers.forward(request, metadata.leader_url(name, partition))
-    result = await services.replicas.fetch(
-        name, partition, offset, max_bytes=max_bytes, max_wait_ms=timeout
-    )
+    result = await _read(request, _read_params(request))
+    if isinstance(result, web.Response):
+        return result
     response = web.Response(body=result.data, content_type=MEDIA_BATCHES)
     response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
     response.headers[LOG_START_HEADER] = str(result.log_start_offset)

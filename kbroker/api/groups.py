@@ -21,6 +21,8 @@ Every group request is served by the group's coordinator (kbroker.api.coordinati
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -496,7 +498,35 @@ async def v3_list_groups(request: web.Request) -> web.Response:
     )
 
 
-async def v3_group(request: web.Request) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class _V3Group:
+    """What a v3 consumer-group resource is built from (at the group's coordinator)."""
+
+    services: Services
+    group: Group
+    url: str
+    """This group's URL: ``.../v3/clusters/{c}/consumer-groups/{g}``."""
+    cid: str
+
+    def resource(self, kind: str, path: str, crn: str) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "metadata": {
+                "self": self.url + path,
+                "resource_name": f"crn:///kafka={self.cid}/consumer-group={self.group.group_id}{crn}",
+            },
+            "cluster_id": self.cid,
+            "consumer_group_id": self.group.group_id,
+        }
+
+    def collection(self, kind: str, path: str, data: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"kind": kind, "metadata": {"self": self.url + path, "next": None}, "data": data}
+
+
+async def _v3_group_resource(
+    request: web.Request, build: Callable[[_V3Group], Awaitable[dict[str, Any]]]
+) -> web.StreamResponse:
+    """Serve a v3 resource of one group from its coordinator (UNKNOWN_GROUP if none)."""
     base = _v3_base(request)
     group_id = _group_id(request)
 
@@ -505,124 +535,86 @@ async def v3_group(request: web.Request) -> web.StreamResponse:
         group = services.coordinator.group(group_id)
         if group is None:
             raise BrokerError(f"Group {group_id} not found", ErrorCode.UNKNOWN_GROUP)
-        summary = {
-            "group_id": group.group_id,
-            "state": group.state.value,
-            "members": len(group.members),
-            "assignor": group.assignor,
-            "coordinator": services.config.broker_id,
-            "simple": group.generation == 0 and not group.members,
-        }
-        return json_response(_v3_group(base, services.metadata.cluster_id, summary))
+        view = _V3Group(
+            services=services,
+            group=group,
+            cid=services.metadata.cluster_id,
+            url=f"{base}/consumer-groups/{group_id}",
+        )
+        return json_response(await build(view))
 
     return await coordinated(request, group_id, handle)
+
+
+async def _group_summary(v: _V3Group) -> dict[str, Any]:
+    group = v.group
+    summary = {
+        "group_id": group.group_id,
+        "state": group.state.value,
+        "members": len(group.members),
+        "assignor": group.assignor,
+        "coordinator": v.services.config.broker_id,
+        "simple": group.generation == 0 and not group.members,
+    }
+    return _v3_group(v.url.rsplit("/consumer-groups/", 1)[0], v.cid, summary)
+
+
+async def _group_consumers(v: _V3Group) -> dict[str, Any]:
+    members = describe_group(v.group, v.group.group_id)["members"]
+    data = [
+        v.resource("KafkaConsumer", f"/consumers/{m['member_id']}", f"/consumer={m['member_id']}")
+        | {
+            "consumer_id": m["member_id"],
+            "instance_id": m["group_instance_id"],
+            "client_id": m["client_id"],
+            "assignments": m["assignment"],
+        }
+        for m in members
+    ]
+    return v.collection("KafkaConsumerList", "/consumers", data)
+
+
+async def _group_lags(v: _V3Group) -> dict[str, Any]:
+    data = [
+        v.resource(
+            "KafkaConsumerLag",
+            f"/lags/{lag['topic_name']}/partitions/{lag['partition_id']}",
+            f"/lag={lag['topic_name']}-{lag['partition_id']}",
+        )
+        | lag
+        for lag in await group_lags(v.services, v.group)
+    ]
+    return v.collection("KafkaConsumerLagList", "/lags", data)
+
+
+async def _group_lag_summary(v: _V3Group) -> dict[str, Any]:
+    lags = [lag for lag in await group_lags(v.services, v.group) if lag["lag"] is not None]
+    worst = max(lags, key=lambda lag: lag["lag"], default=None)
+    return v.resource("KafkaConsumerGroupLagSummary", "/lag-summary", "/lag-summary") | {
+        "max_lag_consumer_id": worst["consumer_id"] if worst else "",
+        "max_lag_instance_id": worst["instance_id"] if worst else None,
+        "max_lag_client_id": worst["client_id"] if worst else "",
+        "max_lag_topic_name": worst["topic_name"] if worst else "",
+        "max_lag_partition_id": worst["partition_id"] if worst else 0,
+        "max_lag": worst["lag"] if worst else 0,
+        "total_lag": sum(lag["lag"] for lag in lags),
+    }
+
+
+async def v3_group(request: web.Request) -> web.StreamResponse:
+    return await _v3_group_resource(request, _group_summary)
 
 
 async def v3_consumers(request: web.Request) -> web.StreamResponse:
-    base = _v3_base(request)
-    group_id = _group_id(request)
-
-    async def handle() -> web.StreamResponse:
-        services = request.app[SERVICES]
-        group = services.coordinator.group(group_id)
-        described = describe_group(group, group_id)
-        cid = services.metadata.cluster_id
-        data = [
-            {
-                "kind": "KafkaConsumer",
-                "metadata": {
-                    "self": f"{base}/consumer-groups/{group_id}/consumers/{m['member_id']}",
-                    "resource_name": f"crn:///kafka={cid}/consumer-group={group_id}"
-                    f"/consumer={m['member_id']}",
-                },
-                "cluster_id": cid,
-                "consumer_group_id": group_id,
-                "consumer_id": m["member_id"],
-                "instance_id": m["group_instance_id"],
-                "client_id": m["client_id"],
-                "assignments": m["assignment"],
-            }
-            for m in described["members"]
-        ]
-        return json_response(
-            {
-                "kind": "KafkaConsumerList",
-                "metadata": {"self": f"{base}/consumer-groups/{group_id}/consumers", "next": None},
-                "data": data,
-            }
-        )
-
-    return await coordinated(request, group_id, handle)
+    return await _v3_group_resource(request, _group_consumers)
 
 
 async def v3_lags(request: web.Request) -> web.StreamResponse:
-    base = _v3_base(request)
-    group_id = _group_id(request)
-
-    async def handle() -> web.StreamResponse:
-        services = request.app[SERVICES]
-        group = services.coordinator.group(group_id)
-        if group is None:
-            raise BrokerError(f"Group {group_id} not found", ErrorCode.UNKNOWN_GROUP)
-        cid = services.metadata.cluster_id
-        data = [
-            {
-                "kind": "KafkaConsumerLag",
-                "metadata": {
-                    "self": f"{base}/consumer-groups/{group_id}/lags/{lag['topic_name']}"
-                    f"/partitions/{lag['partition_id']}",
-                    "resource_name": f"crn:///kafka={cid}/consumer-group={group_id}/lag="
-                    f"{lag['topic_name']}-{lag['partition_id']}",
-                },
-                "cluster_id": cid,
-                "consumer_group_id": group_id,
-                **lag,
-            }
-            for lag in await group_lags(services, group)
-        ]
-        return json_response(
-            {
-                "kind": "KafkaConsumerLagList",
-                "metadata": {"self": f"{base}/consumer-groups/{group_id}/lags", "next": None},
-                "data": data,
-            }
-        )
-
-    return await coordinated(request, group_id, handle)
+    return await _v3_group_resource(request, _group_lags)
 
 
 async def v3_lag_summary(request: web.Request) -> web.StreamResponse:
-    base = _v3_base(request)
-    group_id = _group_id(request)
-
-    async def handle() -> web.StreamResponse:
-        services = request.app[SERVICES]
-        group = services.coordinator.group(group_id)
-        if group is None:
-            raise BrokerError(f"Group {group_id} not found", ErrorCode.UNKNOWN_GROUP)
-        lags = [lag for lag in await group_lags(services, group) if lag["lag"] is not None]
-        worst = max(lags, key=lambda lag: lag["lag"], default=None)
-        cid = services.metadata.cluster_id
-        return json_response(
-            {
-                "kind": "KafkaConsumerGroupLagSummary",
-                "metadata": {
-                    "self": f"{base}/consumer-groups/{group_id}/lag-summary",
-                    "resource_name": f"crn:///kafka={cid}/consumer-group={group_id}/lag-summary",
-                },
-                "cluster_id": cid,
-                "consumer_group_id": group_id,
-                "max_lag_consumer_id": worst["consumer_id"] if worst else "",
-                "max_lag_instance_id": worst["instance_id"] if worst else None,
-                "max_lag_client_id": worst["client_id"] if worst else "",
-                "max_lag_topic_name": worst["topic_name"] if worst else "",
-                "max_lag_partition_id": worst["partition_id"] if worst else 0,
-                "max_lag": worst["lag"] if worst else 0,
-                "total_lag": sum(lag["lag"] for lag in lags),
-            }
-        )
-
-    return await coordinated(request, group_id, handle)
+    return await _v3_group_resource(request, _group_lag_summary)
 
 
 def routes() -> list[web.RouteDef]:
