@@ -926,17 +926,26 @@ class GroupCoordinator:
         retention_check = 0.0
         while True:
             await self._clock.sleep(0.2)
-            now = self._clock.monotonic()
-            for group in list(self._groups.values()):
+            try:
+                retention_check = await self._housekeeping(retention_check)
+            except Exception:
+                # A bug in one pass must not stop the sweeps for good (nor, through the
+                # TaskGroup, the broker): log it and go on with the next pass.
+                log.exception("group coordinator housekeeping failed")
+
+    async def _housekeeping(self, retention_check: float) -> float:
+        now = self._clock.monotonic()
+        for group in list(self._groups.values()):
+            with contextlib.suppress(BrokerError):
+                await self._sweep(group, now)
+        await self._expire_instances(now)
+        if now >= retention_check:
+            retention_check = now + self._config.offsets_retention_check_interval_ms / 1000
+            await self._expire_offsets()
+            for p in list(self._loaded):
                 with contextlib.suppress(BrokerError):
-                    await self._sweep(group, now)
-            await self._expire_instances(now)
-            if now >= retention_check:
-                retention_check = now + self._config.offsets_retention_check_interval_ms / 1000
-                await self._expire_offsets()
-                for p in list(self._loaded):
-                    with contextlib.suppress(BrokerError):
-                        await self._snapshot(p)
+                    await self._snapshot(p)
+        return retention_check
 
     async def _sweep(self, group: Group, now: float) -> None:
         expired, overdue = _due(group, now)
