@@ -82,7 +82,7 @@ bench-full: install
 	$(PY) -m bench.run --full
 
 chaos: install
-	$(PY) -m kbroker.chaos --minutes $${CHAOS_MINUTES:-30}
+	$(PY) -m kbroker.testing.chaos --minutes $${CHAOS_MINUTES:-30} $${CHAOS_ARGS:-}
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -59,6 +59,12 @@ def _zookeeper_mode(node: ZooKeeperNode) -> str | None:
     """Mode of a node that may have been started by another process (detached)."""
     report = node.srvr(timeout=5.0)  # a JVM's first 4lw answer can take over a second
     return report.get("Mode") if report else None
+
+
+def _free_ports_on(hosts: Sequence[str]) -> list[int]:
+    """One free port per entry of ``hosts``, distinct among entries naming the same host."""
+    free = {host: iter(free_ports(hosts.count(host), host)) for host in set(hosts)}
+    return [next(free[host]) for host in hosts]
 
 
 def _answers(url: str) -> bool:
@@ -106,13 +112,22 @@ class BrokerProcess:
         detach: bool = False,
         python: str = sys.executable,
         log_level: str = "INFO",
+        host: str = LOOPBACK,
+        argv_prefix: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``host``: the loopback address to listen on and advertise (127.0.0.x: fault
+        injection gives each broker its own). ``argv_prefix``: a command that execs the rest
+        (``sh -c '...; exec "$@"'``), so the pid stays the broker's. ``extra_env``: added to
+        the environment; ``self.process.env`` may be changed between restarts."""
         self.broker_id = broker_id
         self.zookeeper = zookeeper
+        self.host = host
         self.dir = base_dir / f"broker{broker_id}"
-        self.port = port if port is not None else free_ports(1)[0]
+        self.port = port if port is not None else free_ports(1, host)[0]
         self.settings = dict(settings or {})
         argv = [
+            *argv_prefix,
             python,
             "-m",
             "kbroker",
@@ -122,7 +137,7 @@ class BrokerProcess:
             "--zookeeper",
             zookeeper,
             "--listen",
-            f"{LOOPBACK}:{self.port}",
+            f"{host}:{self.port}",
             "--data-dir",
             str(self.dir / "data"),
             "--log-level",
@@ -133,6 +148,7 @@ class BrokerProcess:
         for name, value in self.settings.items():
             argv += ["--set", f"{name}={value}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KBROKER_")}
+        env.update(extra_env or {})
         self.process = ManagedProcess(
             name=f"broker{broker_id}",
             argv=argv,
@@ -147,7 +163,7 @@ class BrokerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -217,7 +233,12 @@ class LocalCluster:
         zookeeper_ports: Sequence[ZooKeeperPorts] | None = None,
         tick_time_ms: int = 500,
         log_level: str = "INFO",
+        hosts: Sequence[str] | None = None,
+        broker_kwargs: Callable[[int], Mapping[str, Any]] | None = None,
     ) -> None:
+        """``hosts``: each broker's loopback address (default 127.0.0.1 for all);
+        ``broker_kwargs``: more :class:`BrokerProcess` keyword arguments by broker id
+        (``argv_prefix``, ``extra_env``)."""
         self.base_dir = base_dir.resolve()
         self.ensemble: ZooKeeperEnsemble | None = None
         if zookeeper is None:
@@ -229,7 +250,11 @@ class LocalCluster:
                 tick_time_ms=tick_time_ms,
             )
         self._zk_connect = zookeeper
-        self._ports = list(ports) if ports is not None else free_ports(brokers)
+        self._hosts = list(hosts) if hosts is not None else [LOOPBACK] * brokers
+        if len(self._hosts) != brokers:
+            raise ValueError(f"{len(self._hosts)} hosts for {brokers} brokers")
+        self._ports = list(ports) if ports is not None else _free_ports_on(self._hosts)
+        self._broker_kwargs = broker_kwargs
         self._racks = list(racks) if racks else None
         self._settings = dict(settings or {})
         self._detach = detach
@@ -253,7 +278,8 @@ class LocalCluster:
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://{LOOPBACK}:{port}" for port in self._ports]
+        pairs = zip(self._hosts, self._ports, strict=True)
+        return [f"http://{host}:{port}" for host, port in pairs]
 
     @property
     def bootstrap_url(self) -> str:
@@ -286,6 +312,8 @@ class LocalCluster:
                     settings=self._settings,
                     detach=self._detach,
                     log_level=self._log_level,
+                    host=self._hosts[i],
+                    **(self._broker_kwargs(i + 1) if self._broker_kwargs else {}),
                 )
                 for i, port in enumerate(self._ports)
             ]
