@@ -24,11 +24,9 @@ from urllib.parse import quote
 
 from kclient._transport import Transport
 from kclient.errors import (
-    BrokerError,
     BrokerUnavailableError,
     LeaderNotAvailableError,
     UnknownPartitionError,
-    UnknownTopicError,
 )
 from kclient.structs import BrokerDescription, PartitionDescription, TopicDescription
 
@@ -254,11 +252,3 @@ class Metadata:
 
     async def list_topics(self) -> list[str]:
         return sorted(await self.call_any("GET", "/topics"))
-
-
-def is_unknown_topic(exc: BaseException) -> bool:
-    return isinstance(exc, UnknownTopicError)
-
-
-def is_retriable(exc: BaseException) -> bool:
-    return isinstance(exc, BrokerError | BrokerUnavailableError) and exc.retriable
