@@ -640,17 +640,27 @@ class KBrokerCluster:
             time.sleep(_POLL_S)
 
     def wait_registered(self, count: int, timeout: float = 60.0) -> None:
-        """Until some reachable broker reports ``count`` live brokers."""
+        """Until every reachable broker reports ``count`` live brokers.
+
+        Every one, not some: each broker (the controller among them) learns of registrations
+        through its own ZooKeeper watch, and a topic created through a broker that has not yet
+        seen them all is refused for want of brokers.
+        """
         deadline = time.monotonic() + timeout
+        seen: dict[str, int] = {}
         while True:
             for url in self.live_urls():
+                seen[url] = 0
                 with contextlib.suppress(OSError, KeyError, TypeError):
                     status, body = http_json(url + "/brokers", timeout=2.0)
-                    if status == 200 and len(body["brokers"]) >= count:
-                        return
+                    if status == 200:
+                        seen[url] = len(body["brokers"])
+            if seen and all(n >= count for n in seen.values()):
+                return
             if time.monotonic() > deadline:
-                raise ContainerError(f"{count} brokers not registered within {timeout} s")
+                raise ContainerError(f"{count} brokers not registered within {timeout} s: {seen}")
             time.sleep(_POLL_S)
+            seen = {}
 
     # -- cluster state -------------------------------------------------------------------------
 
