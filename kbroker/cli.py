@@ -101,6 +101,11 @@ async def _tune_gc_when_ready(ready: asyncio.Event) -> None:
     default thresholds the collector runs every few hundred allocations (see
     docs/benchmarks.md for the measured effect)."""
     await ready.wait()
+    tune_gc()
+
+
+def tune_gc() -> None:
+    """Freeze what exists now (start-up objects) and raise the young-generation threshold."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD_YOUNG, 20, 100)

@@ -343,6 +343,16 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     # HTTP
     Setting(
+        name="num.http.workers",
+        type=int,
+        default=0,
+        check=between(0, 64),
+        doc="HTTP worker processes besides the broker (SO_REUSEPORT on the same address). "
+        "They parse and encode produce bodies and render fetched records, so that JSON work "
+        "uses more than one core; 0 serves everything from the broker process. See "
+        "docs/benchmarks.md for what they gain on a given machine.",
+    ),
+    Setting(
         name="max.request.bytes",
         type=int,
         default=32 << 20,
@@ -577,6 +587,7 @@ class BrokerConfig:
     log_flush_interval_ms: int
     log_flush_offset_checkpoint_interval_ms: int
     message_max_bytes: int
+    num_http_workers: int
     max_request_bytes: int
     produce_timeout_ms: int
     fetch_max_wait_ms: int

@@ -30,6 +30,7 @@ from kbroker import __version__
 from kbroker.api.app import build_app
 from kbroker.api.forward import HttpPeerClient
 from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
+from kbroker.api.worker_pool import WorkerPool, worker_socket_path
 from kbroker.clock import Clock, SystemClock
 from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo
 from kbroker.config import BrokerConfig, TopicConfig
@@ -126,6 +127,8 @@ class Broker:
         self._producer_ids = ProducerIdAllocator(self.zk, config.broker_id)
         self._registrar: BrokerRegistrar | None = None
         self._runner: web.AppRunner | None = None
+        self._local_runner: web.AppRunner | None = None
+        self._workers: WorkerPool | None = None
         self._resync_pending = False
         self._first_snapshot = True
         self.draining = False
@@ -384,21 +387,45 @@ class Broker:
         ]
 
     async def _start_http(self) -> None:
-        app = build_app(self)
+        """Serve HTTP on the configured address and, with worker processes, on the Unix
+        socket they relay through (all sharing the address with SO_REUSEPORT)."""
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+            build_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0
         )
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
+        workers = self.config.num_http_workers > 0
         site = web.TCPSite(
-            self._runner, host.strip("[]"), int(port), backlog=1024, reuse_address=True
+            self._runner,
+            host.strip("[]"),
+            int(port),
+            backlog=1024,
+            reuse_address=True,
+            reuse_port=workers or None,
         )
         await site.start()
+        if workers:
+            self._local_runner = web.AppRunner(
+                build_app(self, local=True),
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=2.0,
+            )
+            await self._local_runner.setup()
+            socket = worker_socket_path(self.config)
+            socket.unlink(missing_ok=True)
+            await web.UnixSite(self._local_runner, str(socket)).start()
+            self._workers = WorkerPool(self.config)
+            self._workers.start()
 
     async def _stop_http(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._workers is not None:
+            await self._workers.stop()
+            self._workers = None
+        for runner in (self._local_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._local_runner = None
 
     async def _controlled_shutdown(self) -> None:
         """Ask the controller to move leadership away, and wait until none is left here."""
@@ -450,6 +477,8 @@ class Broker:
         return int(body["remaining_partitions"])
 
     async def _close(self) -> None:
+        if self._workers is not None:
+            await self._workers.stop()
         with contextlib.suppress(Exception):
             await self.replicas.close()
         await self._flusher.close()

@@ -12,16 +12,23 @@ from aiohttp import web
 from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
 from kbroker.api.errors import drain_middleware, error_middleware
 from kbroker.api.fetch import fetch_batches, fetch_records
-from kbroker.api.produce import produce_to_partition, produce_to_topic
+from kbroker.api.forward import forwarded_host_middleware
+from kbroker.api.produce import (
+    WORKER_APPEND_PATH,
+    append_from_worker,
+    produce_to_partition,
+    produce_to_topic,
+)
 from kbroker.api.services import SERVICES, Services
 
 __all__ = ["build_app"]
 
 
-def build_app(services: Services) -> web.Application:
-    """A ready-to-run application serving ``services``."""
+def build_app(services: Services, *, local: bool = False) -> web.Application:
+    """A ready-to-run application serving ``services``. The ``local`` one (served on the
+    broker's Unix socket to its HTTP worker processes) also takes their encoded appends."""
     app = web.Application(
-        middlewares=[drain_middleware, error_middleware],
+        middlewares=[forwarded_host_middleware, drain_middleware, error_middleware],
         client_max_size=services.config.max_request_bytes,
     )
     app[SERVICES] = services
@@ -40,4 +47,6 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(producers.routes())
     app.add_routes(internal.routes())
     app.add_routes(openapi.routes())
+    if local:
+        app.add_routes([web.post(WORKER_APPEND_PATH + "/{topic}", append_from_worker)])
     return app

@@ -25,6 +25,7 @@ from kbroker.api.errors import json_response
 from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
 from kbroker.api.params import int_param, offset_param, partition_path, topic_path
 from kbroker.api.services import SERVICES
+from kbroker.config import BrokerConfig
 from kbroker.records import render_batches
 from kbroker.replication.partition import ReadResult
 from kclient.protocol import (
@@ -35,14 +36,14 @@ from kclient.protocol import (
     NEXT_OFFSET_HEADER,
 )
 
-__all__ = ["fetch_batches", "fetch_records"]
+__all__ = ["ReadParams", "fetch_batches", "fetch_records", "read_params", "records_response"]
 
 #: Cap on max_records (keeps one response bounded in memory).
 MAX_RECORDS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
-class _Read:
+class ReadParams:
     """The parameters shared by both fetch endpoints."""
 
     topic: str
@@ -52,9 +53,9 @@ class _Read:
     timeout_ms: int
 
 
-def _read_params(request: web.Request) -> _Read:
-    config = request.app[SERVICES].config
-    return _Read(
+def read_params(request: web.Request, config: BrokerConfig) -> ReadParams:
+    """The parameters of either fetch endpoint (400 for a bad one)."""
+    return ReadParams(
         topic=topic_path(request),
         partition=partition_path(request),
         offset=offset_param(request),
@@ -75,7 +76,7 @@ def _read_params(request: web.Request) -> _Read:
     )
 
 
-async def _read(request: web.Request, read: _Read) -> ReadResult | web.Response:
+async def _read(request: web.Request, read: ReadParams) -> ReadResult | web.Response:
     """The leader's read, or the leader's answer when this broker is not the leader."""
     services = request.app[SERVICES]
     metadata = services.metadata
@@ -94,14 +95,21 @@ async def _read(request: web.Request, read: _Read) -> ReadResult | web.Response:
 
 
 async def fetch_records(request: web.Request) -> web.StreamResponse:
-    fmt = accepted_format(request.headers.get("Accept"))
-    read = _read_params(request)
-    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
+    read = read_params(request, request.app[SERVICES].config)
     result = await _read(request, read)
     if isinstance(result, web.Response):
         return result
+    return records_response(request, read, result.data, result.high_watermark)
+
+
+def records_response(
+    request: web.Request, read: ReadParams, data: bytes | memoryview, high_watermark: int
+) -> web.Response:
+    """The ``/records`` answer for batches read at ``read`` (rendered in the Accept format)."""
+    fmt = accepted_format(request.headers.get("Accept"))
+    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
     rendered = render_batches(
-        result.data,
+        data,
         topic=read.topic,
         partition=read.partition,
         start_offset=read.offset,
@@ -110,7 +118,7 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
         max_bytes=read.max_bytes,
     )
     response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
-    response.headers[HIGH_WATERMARK_HEADER] = str(result.high_watermark)
+    response.headers[HIGH_WATERMARK_HEADER] = str(high_watermark)
     response.headers[NEXT_OFFSET_HEADER] = str(rendered.next_offset)
     return response
 
@@ -123,7 +131,7 @@ async def fetch_batches(request: web.Request) -> web.StreamResponse:
     format documented in kclient.protocol), starting with the batch that holds ``offset``. No
     per-record work happens on the broker; the client skips records before ``offset``.
     """
-    result = await _read(request, _read_params(request))
+    result = await _read(request, read_params(request, request.app[SERVICES].config))
     if isinstance(result, web.Response):
         return result
     response = web.Response(body=result.data, content_type=MEDIA_BATCHES)

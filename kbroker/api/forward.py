@@ -1,8 +1,9 @@
 """Forwarding requests to the broker that can answer them (the partition leader).
 
 Any broker accepts any request; one that does not lead the partition (or coordinate the group)
-forwards it here, marked with ``X-KBroker-Forwarded`` so the receiver never forwards again. The
-answer is relayed as it came (status, body, content type).
+forwards it here, marked with ``X-KBroker-Forwarded`` so the receiver never forwards again, and
+with ``X-Forwarded-Host`` so that the links it puts in its answer name the host the client
+used. The answer is relayed as it came (status, headers but the hop-by-hop ones, body).
 
 A failure to connect is retriable and safe (nothing was sent). A failure after the request was
 sent is retriable but ambiguous for a produce: it is marked ``after_append`` so that nobody
@@ -11,12 +12,15 @@ retries it blindly.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
 import orjson
 from aiohttp import web
 
+from kbroker.api.errors import Handler
 from kbroker.errors import BrokerError, ErrorCode
 from kclient.protocol import (
     ACKS_HEADER,
@@ -26,7 +30,31 @@ from kclient.protocol import (
     SEQUENCE_HEADER,
 )
 
-__all__ = ["HttpPeerClient"]
+__all__ = ["FORWARDED_HOST_HEADER", "HttpPeerClient", "forwarded_host_middleware", "relayed"]
+
+FORWARDED_HOST_HEADER: Final = "X-Forwarded-Host"
+#: Headers that describe one connection, not the message: never relayed.
+_HOP_BY_HOP: Final = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server", "host"}
+)
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def relayed(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` without the hop-by-hop ones (what a relay passes on)."""
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+@web.middleware
+async def forwarded_host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request relayed by a worker process or another broker names, in ``X-Forwarded-Host``,
+    the host its client used; links in the answer (consumer base URIs, v3 ``self``) use it.
+    A malformed value is ignored."""
+    host = request.headers.get(FORWARDED_HOST_HEADER)
+    if host is not None and _HOST.fullmatch(host):
+        request = request.clone(host=host)
+    return await handler(request)
+
 
 _COPIED_HEADERS: Final = (
     "Content-Type",
@@ -57,6 +85,7 @@ class HttpPeerClient:
         target = url + (path if path is not None else request.path_qs)
         headers = {h: request.headers[h] for h in _COPIED_HEADERS if h in request.headers}
         headers[FORWARDED_HEADER] = "1"
+        headers[FORWARDED_HOST_HEADER] = request.host
         data = (
             body if body is not None else (await request.read() if request.can_read_body else None)
         )
@@ -65,9 +94,7 @@ class HttpPeerClient:
                 request.method, target, data=data, headers=headers, timeout=self._timeout
             ) as resp:
                 payload = await resp.read()
-                return web.Response(
-                    status=resp.status, body=payload, content_type=resp.content_type
-                )
+                return web.Response(status=resp.status, body=payload, headers=relayed(resp.headers))
         except aiohttp.ClientConnectorError as exc:
             raise BrokerError(
                 f"Broker at {url} is not reachable: {exc}", ErrorCode.BROKER_NOT_AVAILABLE

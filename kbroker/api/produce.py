@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from kbroker.api.params import acks_param, partition_path, topic_path
 from kbroker.api.services import SERVICES, Services
 from kbroker.cluster import ClusterMetadata, TopicInfo
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
+from kbroker.log.batch import ATTR_RECORD_TIMESTAMPS, PayloadCodec
 from kbroker.records import (
+    PartitionRecords,
     ProduceBody,
     encode_offsets_response,
     encode_partition_records,
@@ -68,16 +71,39 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Encoded:
+    """One partition's records already encoded as batches (by an HTTP worker process)."""
+
+    codec: PayloadCodec
+    batches: list[PartitionRecords]
+
+    @property
+    def record_count(self) -> int:
+        return sum(b.record_count for b in self.batches)
+
+    def records_json(self) -> bytes:
+        """The records as a produce body (to forward them to another broker)."""
+        return b'{"records":[' + b",".join(b.payload[1:-1] for b in self.batches) + b"]}"
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
-    """One produce request, validated: what every per-partition step needs."""
+    """One produce request, validated: what every per-partition step needs. Its records are
+    either a parsed ``body`` or, from a worker process, ``encoded`` batches."""
 
     request: web.Request
     services: Services
     topic: TopicInfo
-    body: ProduceBody
+    body: ProduceBody | None
     acks: int
     forwarded: bool
     producer: ProducerInfo | None = None
+    encoded: Encoded | None = None
+
+    @property
+    def parsed(self) -> ProduceBody:
+        assert self.body is not None
+        return self.body
 
 
 async def _job(request: web.Request) -> _Job:
@@ -124,7 +150,7 @@ async def produce_to_topic(request: web.Request) -> web.Response:
             "(POST /topics/{topic}/partitions/{partition})",
             ErrorCode.INVALID_PARAMETER,
         )
-    if not job.body.records:
+    if not job.parsed.records:
         return json_response(encode_offsets_response([]))
     return await _produce(job, _route(job))
 
@@ -133,19 +159,19 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     partition = partition_path(request)
     job = await _job(request)
     job.topic.partition(partition)
-    if not job.body.records:
+    if not job.parsed.records:
         return json_response(encode_offsets_response([]))
-    explicit = job.body.explicit_partitions()
+    explicit = job.parsed.explicit_partitions()
     if explicit is not None and set(explicit) - {None, partition}:
         raise InvalidRequestError(
             f"records sent to partition {partition} may not name another partition"
         )
-    return await _produce(job, {partition: range(len(job.body.records))})
+    return await _produce(job, {partition: range(len(job.parsed.records))})
 
 
 def _route(job: _Job) -> Mapping[int, Sequence[int]]:
     """Partition -> positions of its records in the request (each in request order)."""
-    body, topic = job.body, job.topic
+    body, topic = job.parsed, job.topic
     count = len(topic.partitions)
     explicit = body.explicit_partitions()
     if explicit is None and not body.has_keys():
@@ -171,18 +197,8 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
     if len(targets) == 1:
         ((partition, positions),) = targets.items()
         outcome = await _produce_partition(job, partition, positions)
-        if isinstance(outcome, int):
-            if job.acks == 0:
-                return json_response(
-                    encode_offsets_response([(partition, None, None, None)] * len(positions))
-                )
-            return json_response(
-                encode_offsets_response(
-                    partition=partition, base_offset=outcome, record_count=len(positions)
-                )
-            )
-        return json_response(encode_offsets_response(outcome))
-    results: list[Outcome] = [(None, None, None, None, False)] * len(job.body.records)
+        return json_response(partition_response(partition, job.acks, outcome, len(positions)))
+    results: list[Outcome] = [(None, None, None, None, False)] * len(job.parsed.records)
     outcomes = await asyncio.gather(
         *(_produce_partition(job, p, positions) for p, positions in targets.items())
     )
@@ -230,19 +246,23 @@ async def _produce_once(job: _Job, partition: int, positions: Sequence[int]) -> 
     leader = services.metadata.partition(job.topic.name, partition).leader
     if leader != services.config.broker_id and not job.forwarded:
         return await _forward(job, partition, positions)
-    config = services.topic_config(job.topic)
-    batches = encode_partition_records(
-        job.body,
-        positions,
-        now_ms=services.clock.now_ms(),
-        log_append_time=config.message_timestamp_type == "LogAppendTime",
-        max_batch_bytes=config.max_message_bytes,
-    )
+    if job.encoded is not None:
+        batches, codec = job.encoded.batches, job.encoded.codec
+    else:
+        config = services.topic_config(job.topic)
+        batches = encode_partition_records(
+            job.parsed,
+            positions,
+            now_ms=services.clock.now_ms(),
+            log_append_time=config.message_timestamp_type == "LogAppendTime",
+            max_batch_bytes=config.max_message_bytes,
+        )
+        codec = job.parsed.codec
     result = await services.replicas.append(
         job.topic.name,
         partition,
         batches,
-        codec=job.body.codec,
+        codec=codec,
         acks=job.acks,
         timeout_ms=services.config.produce_timeout_ms,
         producer=job.producer,
@@ -287,13 +307,18 @@ async def _unless_leader_moves(
 
 
 async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[Outcome]:
-    services, body = job.services, job.body
+    services = job.services
     url = services.metadata.leader_url(job.topic.name, partition)
-    records = (
-        body.records
-        if len(positions) == len(body.records)
-        else [body.records[i] for i in positions]
-    )
+    if job.encoded is not None:
+        payload = job.encoded.records_json()
+    else:
+        body = job.parsed
+        records = (
+            body.records
+            if len(positions) == len(body.records)
+            else [body.records[i] for i in positions]
+        )
+        payload = orjson.dumps({"records": records})
     response = await _unless_leader_moves(
         services,
         job.topic.name,
@@ -301,7 +326,7 @@ async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[
         services.peers.forward(
             job.request,
             url,
-            body=orjson.dumps({"records": records}),
+            body=payload,
             path=f"/topics/{job.topic.name}/partitions/{partition}?acks={job.acks}",
         ),
     )
@@ -317,3 +342,116 @@ async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[
         (partition, o["offset"], o["error_code"], o["error"], bool(o.get("after_append")))
         for o in doc["offsets"]
     ]
+
+
+# ------------------------------------------------------------------- from worker processes
+
+#: Response header telling an HTTP worker to hand the original request to the main process.
+SLOW_PATH_HEADER = "X-KBroker-Slow-Path"
+WORKER_APPEND_PATH = "/internal/v1/worker/append"
+_FRAME = struct.Struct(">I")
+
+
+def encode_frames(batches: Sequence[PartitionRecords]) -> bytes:
+    """A worker's batches as one body: count, then per batch a JSON header and the payload."""
+    parts = [_FRAME.pack(len(batches))]
+    for batch in batches:
+        meta = orjson.dumps(
+            [batch.record_count, batch.attributes, batch.first_timestamp, batch.max_timestamp]
+        )
+        parts += [_FRAME.pack(len(meta)), meta, _FRAME.pack(len(batch.payload)), batch.payload]
+    return b"".join(parts)
+
+
+def _decode_frames(data: bytes) -> list[PartitionRecords]:
+    view = memoryview(data)
+    try:
+        (count,), position = _FRAME.unpack_from(view, 0), 4
+        out = []
+        for _ in range(count):
+            (size,) = _FRAME.unpack_from(view, position)
+            records, attributes, first, highest = orjson.loads(
+                view[position + 4 : position + 4 + size]
+            )
+            position += 4 + size
+            (size,) = _FRAME.unpack_from(view, position)
+            payload = bytes(view[position + 4 : position + 4 + size])
+            position += 4 + size
+            out.append(
+                PartitionRecords(
+                    payload=payload,
+                    record_count=int(records),
+                    attributes=int(attributes),
+                    first_timestamp=int(first),
+                    max_timestamp=int(highest),
+                    positions=range(records),
+                )
+            )
+    except (struct.error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise BrokerError(f"bad worker append: {exc}", ErrorCode.INVALID_PAYLOAD) from exc
+    return out
+
+
+async def append_from_worker(request: web.Request) -> web.Response:
+    """Records a worker process has already parsed, checked and encoded, for one partition
+    (``partition=-1``: keyless records of a topic-level request, sticky as here). The answer is
+    the Confluent produce response. When this topic needs what the worker did not do (a batch
+    split by max.message.bytes, LogAppendTime), the answer carries the slow-path header and the
+    worker hands the original request over instead."""
+    services = request.app[SERVICES]
+    topic = await services.ensure_topic(topic_path(request))
+    partition = int(request.query["partition"])
+    if partition < 0:
+        partition = services.sticky_partition(topic)
+    topic.partition(partition)
+    batches = _decode_frames(await request.read())
+    config = services.topic_config(topic)
+    log_append_time = config.message_timestamp_type == "LogAppendTime"
+    if any(
+        len(b.payload) > config.max_message_bytes
+        or (log_append_time and b.attributes & ATTR_RECORD_TIMESTAMPS)
+        for b in batches
+    ):
+        return web.Response(status=409, headers={SLOW_PATH_HEADER: "1"})
+    encoded = Encoded(codec=PayloadCodec(int(request.query["codec"])), batches=batches)
+    job = _Job(
+        request=request,
+        services=services,
+        topic=topic,
+        body=None,
+        acks=acks_param(request, ACKS_HEADER),
+        forwarded=False,
+        producer=producer_param(request),
+        encoded=encoded,
+    )
+    outcome = await _produce_partition(job, partition, range(encoded.record_count))
+    return json_response(encode_worker_outcome(partition, job.acks, outcome))
+
+
+def encode_worker_outcome(partition: int, acks: int, outcome: int | list[Outcome]) -> bytes:
+    """What the broker tells a worker about one partition's append (the worker renders the
+    Confluent answer from it, see :func:`render_worker_outcome`): its base offset, or the
+    per-record outcomes when it was not one clean append."""
+    if isinstance(outcome, int):
+        return orjson.dumps({"partition": partition, "acks": acks, "base_offset": outcome})
+    return orjson.dumps({"partition": partition, "acks": acks, "outcomes": outcome})
+
+
+def render_worker_outcome(data: bytes, record_count: int) -> bytes:
+    """The Confluent produce response for an answer of :func:`encode_worker_outcome`."""
+    doc = orjson.loads(data)
+    outcome = [tuple(o) for o in doc["outcomes"]] if "outcomes" in doc else int(doc["base_offset"])
+    return partition_response(int(doc["partition"]), int(doc["acks"]), outcome, record_count)
+
+
+def partition_response(
+    partition: int, acks: int, outcome: int | Sequence[Outcome], record_count: int
+) -> bytes:
+    """The produce response of a request whose records all went to ``partition``."""
+    if not isinstance(outcome, int):
+        return encode_offsets_response(outcome)
+    if acks == 0:
+        return encode_offsets_response([(partition, None, None, None)] * record_count)
+    return encode_offsets_response(
+        partition=partition, base_offset=outcome, record_count=record_count
+    )

@@ -1,0 +1,232 @@
+"""HTTP worker processes: more cores for the CPU-heavy part of produce and fetch.
+
+With ``num.http.workers`` > 0 the broker starts that many worker processes. Each listens on the
+broker's own address (``SO_REUSEPORT``: the kernel spreads new connections over the broker and
+its workers) and talks to the broker over a Unix socket in the data directory. A worker owns no
+state and no partition; it only moves per-record work off the broker's event loop:
+
+* **produce** (keyless records to a topic, or records to a partition): the worker parses and
+  checks the body and encodes the batch; the broker only appends it (or forwards it to the
+  leader) and answers. Keyed or partition-naming topic-level requests, and anything the topic
+  needs handled differently (see ``append_from_worker``), go to the broker as they came;
+* **stateless fetch**: the broker reads the batches (forwarding to the leader if needed) and
+  the worker renders them as JSON records;
+* **everything else** is relayed to the broker unchanged.
+
+Answers are the same as the broker's own, byte for byte, whichever process a connection lands
+on. A worker exits when its parent broker is gone.
+
+``python -m kbroker.api.worker`` is started by the broker (kbroker.server.WorkerPool), with the
+broker's configuration as JSON on stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from typing import Final
+
+import aiohttp
+import orjson
+import uvloop
+from aiohttp import web
+from multidict import CIMultiDict
+
+from kbroker.api.errors import Handler, error_middleware, json_response
+from kbroker.api.fetch import read_params, records_response
+from kbroker.api.forward import FORWARDED_HOST_HEADER, relayed
+from kbroker.api.media import produce_format
+from kbroker.api.params import partition_path, topic_path
+from kbroker.api.produce import (
+    SLOW_PATH_HEADER,
+    WORKER_APPEND_PATH,
+    encode_frames,
+    read_body,
+    render_worker_outcome,
+)
+from kbroker.cli import tune_gc
+from kbroker.config import BrokerConfig
+from kbroker.errors import BrokerError, ErrorCode
+from kbroker.records import encode_partition_records, parse_produce_body
+from kclient.protocol import HIGH_WATERMARK_HEADER, MEDIA_BATCHES
+
+__all__ = ["Relay", "build_worker_app", "main"]
+
+
+class Relay:
+    """The worker's link to its broker: an HTTP client over the broker's Unix socket."""
+
+    def __init__(self, socket_path: str, config: BrokerConfig) -> None:
+        self.config = config
+        self.draining = False
+        """Set once the broker answers ``Connection: close`` (it is stopping)."""
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=socket_path, limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+
+    async def send(
+        self,
+        request: web.Request,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """Send a request to the broker; (status, headers, body)."""
+        sent = relayed(request.headers)
+        sent[FORWARDED_HOST_HEADER] = request.host
+        sent.update(headers or {})
+        if body is None and request.can_read_body:
+            body = await request.read()
+        try:
+            async with self.session.request(
+                method or request.method,
+                f"http://broker{path or request.path_qs}",
+                data=body,
+                headers=sent,
+            ) as resp:
+                payload = await resp.read()
+                if resp.headers.get("Connection", "").lower() == "close":
+                    self.draining = True
+                return resp.status, CIMultiDict(resp.headers), payload
+        except (aiohttp.ClientError, OSError) as exc:
+            raise BrokerError(
+                f"The broker behind this worker is not answering: {exc!r}",
+                ErrorCode.BROKER_NOT_AVAILABLE,
+            ) from exc
+
+    async def relay(self, request: web.Request, *, body: bytes | None = None) -> web.Response:
+        status, headers, payload = await self.send(request, body=body)
+        return _response(status, headers, payload)
+
+
+RELAY: Final = web.AppKey("relay", Relay)
+
+
+def _response(status: int, headers: CIMultiDict[str], payload: bytes) -> web.Response:
+    return web.Response(status=status, body=payload, headers=relayed(headers))
+
+
+async def produce(request: web.Request) -> web.StreamResponse:
+    relay = request.app[RELAY]
+    config = relay.config
+    fmt = produce_format(request.headers.get("Content-Type"))
+    raw = await read_body(request, config.max_request_bytes)
+    partition = partition_path(request) if "partition" in request.match_info else -1
+    body = parse_produce_body(raw, fmt)
+    fast = (
+        body.records
+        and body.explicit_partitions() is None
+        and (partition >= 0 or not body.has_keys())
+    )
+    if not fast:
+        return await relay.relay(request, body=raw)
+    batches = encode_partition_records(
+        body,
+        range(len(body.records)),
+        now_ms=time.time_ns() // 1_000_000,
+        log_append_time=False,
+        max_batch_bytes=config.message_max_bytes,
+    )
+    query = f"partition={partition}&codec={int(body.codec)}"
+    if "acks" in request.query:
+        query += f"&acks={request.query['acks']}"
+    status, headers, payload = await relay.send(
+        request,
+        method="POST",
+        path=f"{WORKER_APPEND_PATH}/{topic_path(request)}?{query}",
+        body=encode_frames(batches),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    if SLOW_PATH_HEADER in headers:
+        return await relay.relay(request, body=raw)
+    if status != 200:
+        return _response(status, headers, payload)
+    return json_response(render_worker_outcome(payload, len(body.records)))
+
+
+async def fetch_records(request: web.Request) -> web.StreamResponse:
+    """Read batches through the broker and render them here (the CPU-heavy part)."""
+    relay = request.app[RELAY]
+    read = read_params(request, relay.config)
+    path = (
+        f"/topics/{read.topic}/partitions/{read.partition}/batches?offset={read.offset}"
+        f"&max_bytes={read.max_bytes}&timeout={read.timeout_ms}"
+    )
+    status, headers, payload = await relay.send(request, method="GET", path=path)
+    if status != 200 or not headers.get("Content-Type", "").startswith(MEDIA_BATCHES):
+        return _response(status, headers, payload)
+    return records_response(request, read, payload, int(headers[HIGH_WATERMARK_HEADER]))
+
+
+async def relay_anything(request: web.Request) -> web.StreamResponse:
+    return await request.app[RELAY].relay(request)
+
+
+@web.middleware
+async def _drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Once the broker is stopping, close client connections after each answer (as it does)."""
+    response = await handler(request)
+    if request.app[RELAY].draining:
+        response.force_close()
+    return response
+
+
+def build_worker_app(relay: Relay) -> web.Application:
+    app = web.Application(
+        middlewares=[_drain_middleware, error_middleware],
+        client_max_size=relay.config.max_request_bytes,
+    )
+    app[RELAY] = relay
+    app.add_routes(
+        [
+            web.post("/topics/{topic}", produce),
+            web.post("/topics/{topic}/partitions/{partition}", produce),
+            web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
+            web.route("*", "/{tail:.*}", relay_anything),
+        ]
+    )
+    return app
+
+
+async def _serve(config: BrokerConfig, socket_path: str) -> None:
+    relay = Relay(socket_path, config)
+    runner = web.AppRunner(
+        build_worker_app(relay), access_log=None, handle_signals=False, shutdown_timeout=5.0
+    )
+    await runner.setup()
+    host, _, port = config.listen.rpartition(":")
+    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=True, backlog=1024)
+    await site.start()
+    tune_gc()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal  # noqa: PLC0415
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    await runner.cleanup()
+    await relay.session.close()
+
+
+def main() -> int:
+    """Entry point of a worker process: the broker config as JSON on stdin, the broker's Unix
+    socket path as the only argument."""
+    fields = {f.name for f in dataclasses.fields(BrokerConfig)}
+    values = {k: v for k, v in orjson.loads(sys.stdin.buffer.read()).items() if k in fields}
+    uvloop.run(_serve(BrokerConfig(**values), sys.argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""HTTP worker processes (``num.http.workers``): a real broker with two workers on one port.
+
+Every request here opens a new connection, so the kernel spreads them over the broker and its
+workers (SO_REUSEPORT); the answers must be the same whichever process took the connection.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess
+from kbroker.testing.local import ZooKeeperEnsemble
+from tests.integration.http import JSON_V2, create_topic, fetch_all, produce, request
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+
+
+@pytest.fixture
+def broker(zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path) -> Iterator[BrokerProcess]:
+    zk_single.heal(timeout=30)
+    proc = BrokerProcess(
+        broker_id=1,
+        zookeeper=zk_single.connect_string + zk_chroot,
+        base_dir=tmp_path,
+        settings={**FAST_FAILOVER, "num.http.workers": str(WORKERS), "message.max.bytes": "4096"},
+    )
+    proc.start()
+    try:
+        wait_for(lambda: len(children(proc)) == WORKERS, what="workers started")
+        yield proc
+    finally:
+        proc.kill()
+
+
+def children(proc: BrokerProcess) -> list[int]:
+    """Pids of the broker's worker processes."""
+    assert proc.process.pid is not None
+    pid = proc.process.pid
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_for(check: Any, *, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_workers_share_the_load_and_answer_like_the_broker(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "spread", partitions=3)
+    workers = children(broker)
+    before = {pid: cpu_ticks(pid) for pid in workers}
+    records = [{"value": {"n": i, "pad": "x" * 80}} for i in range(500)]
+    offsets: dict[int, list[int]] = {}
+    for _ in range(60):
+        status, body = produce(broker.url, "spread", records)
+        assert status == 200, body
+        assert len(body["offsets"]) == 500
+        assert body["key_schema_id"] is None
+        (partition,) = {o["partition"] for o in body["offsets"]}
+        got = [o["offset"] for o in body["offsets"]]
+        assert got == list(range(got[0], got[0] + 500)), "offsets of one request are consecutive"
+        offsets.setdefault(partition, []).extend(got)
+    for partition, got in offsets.items():
+        assert sorted(got) == list(range(len(got))), f"partition {partition}: no gap, no repeat"
+    assert all(cpu_ticks(pid) > before[pid] for pid in workers), "every worker took requests"
+    for partition, got in offsets.items():
+        fetched = fetch_all(broker.url, "spread", partition, 0, len(got))
+        assert [r["offset"] for r in fetched] == list(range(len(got)))
+        assert all(r["value"]["pad"] == "x" * 80 for r in fetched)
+
+
+def test_keyed_binary_and_partition_requests_through_workers(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "mixed", partitions=4)
+    for _ in range(10):
+        status, body = produce(broker.url, "mixed", [{"key": "same", "value": 1}] * 3)
+        assert status == 200
+        assert len({o["partition"] for o in body["offsets"]}) == 1
+        status, body = produce(
+            broker.url,
+            "mixed",
+            [{"value": "aGVsbG8="}],
+            partition=2,
+            content_type="application/vnd.kafka.binary.v2+json",
+        )
+        assert status == 200 and body["offsets"][0]["partition"] == 2
+    got = fetch_all(broker.url, "mixed", 2, 0, 10, accept="application/vnd.kafka.binary.v2+json")
+    assert [r["value"] for r in got[-10:]].count("aGVsbG8=") >= 10
+
+
+def test_bad_input_gets_the_same_errors_through_workers(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "strict", partitions=1)
+    for _ in range(8):
+        status, _, payload = request(
+            broker.url + "/topics/strict",
+            method="POST",
+            body=b'{"records": [{"value": ',
+            headers={"Content-Type": JSON_V2},
+        )
+        assert status == 400 and orjson.loads(payload)["error_code"] == 400
+        # A record larger than message.max.bytes (4096 here): the broker's own answer.
+        status, body = produce(broker.url, "strict", [{"value": "y" * 5000}])
+        assert status == 413 and body["error_code"] == 41302, body
+        status, _, payload = request(broker.url + "/topics/nowhere/partitions/0/records?offset=0")
+        assert status == 404, payload
+    status, body = produce(broker.url, "strict", [{"value": "small"}])
+    assert status == 200 and body["offsets"][0]["offset"] == 0
+
+
+def test_log_append_time_topic_takes_the_brokers_path(broker: BrokerProcess) -> None:
+    create_topic(
+        broker.url, "stamped", partitions=1, configs={"message.timestamp.type": "LogAppendTime"}
+    )
+    before = int(time.time() * 1000)
+    for _ in range(6):
+        status, _ = produce(broker.url, "stamped", [{"value": 1, "timestamp": 1000}])
+        assert status == 200
+    got = fetch_all(broker.url, "stamped", 0, 0, 6)
+    assert all(r["timestamp"] >= before - 1000 for r in got), "the broker's clock, not 1000"
+
+
+def test_links_name_the_host_the_client_used(broker: BrokerProcess) -> None:
+    port = broker.url.rsplit(":", 1)[1]
+    for i in range(6):
+        status, _, payload = request(
+            f"{broker.url}/consumers/g{i}",
+            method="POST",
+            body=orjson.dumps({"name": "c", "format": "json"}),
+            headers={"Content-Type": "application/vnd.kafka.v2+json", "Host": f"localhost:{port}"},
+        )
+        assert status == 200, payload
+        assert orjson.loads(payload)["base_uri"].startswith(f"http://localhost:{port}/")
+
+
+def test_a_killed_worker_is_replaced_and_the_broker_keeps_serving(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "steady", partitions=1)
+    victim = children(broker)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: len(children(broker)) == WORKERS and victim not in children(broker),
+        what="a replacement worker",
+    )
+    for i in range(20):
+        status, body = produce(broker.url, "steady", [{"value": i}])
+        assert status == 200 and body["offsets"][0]["offset"] == i
+
+
+def test_workers_end_with_the_broker(broker: BrokerProcess) -> None:
+    workers = children(broker)
+    broker.stop()
+    wait_for(lambda: not any(alive(p) for p in workers), what="workers to exit", timeout=10)
+
+
+def test_workers_exit_when_the_broker_is_killed(broker: BrokerProcess) -> None:
+    workers = children(broker)
+    broker.kill()
+    wait_for(
+        lambda: not any(alive(p) for p in workers), what="orphaned workers to exit", timeout=10
+    )
