@@ -341,6 +341,7 @@ class Broker:
             isr_writer=ZkIsrWriter(self.zk),
             fetchers=fetchers,
             flush=self._flush_policy,
+            is_live=lambda broker_id: broker_id in self._metadata.brokers,
         )
 
     def _leader_endpoint(self, leader_id: int) -> LeaderEndpoint:

@@ -106,10 +106,11 @@ class HttpPeerClient:
                 after_append=True,
             ) from exc
 
-    async def get(self, url: str, path: str) -> bytes:
+    async def get(self, url: str, path: str, *, timeout_s: float | None = None) -> bytes:
         """GET ``url + path`` from a peer broker: the body of a 200 answer."""
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._session.get(url + path, timeout=self._timeout) as resp:
+            async with self._session.get(url + path, timeout=timeout) as resp:
                 payload = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BrokerError(

@@ -31,7 +31,7 @@ from aiohttp import web
 from kbroker.api.coordination import coordinated, leader_offsets
 from kbroker.api.errors import json_response
 from kbroker.api.media import require_json_body
-from kbroker.api.partitions import gather_offsets
+from kbroker.api.partitions import DESCRIBE_TIMEOUT_S, gather_offsets
 from kbroker.api.produce import read_body
 from kbroker.api.services import SERVICES, Services
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
@@ -386,7 +386,7 @@ async def all_groups(services: Services) -> list[dict[str, Any]]:
     async def ask(url: str) -> list[dict[str, Any]]:
         try:
             groups: list[dict[str, Any]] = orjson.loads(
-                await services.peers.get(url, LOCAL_GROUPS_PATH)
+                await services.peers.get(url, LOCAL_GROUPS_PATH, timeout_s=DESCRIBE_TIMEOUT_S)
             )["groups"]
         except BrokerError:
             return []

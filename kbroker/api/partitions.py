@@ -19,11 +19,20 @@ from kbroker.api.services import Services
 from kbroker.cluster import PartitionInfo, TopicInfo
 from kbroker.errors import BrokerError
 
-__all__ = ["LED_OFFSETS_PATH", "describe_partition", "gather_offsets", "local_led_offsets"]
+__all__ = [
+    "DESCRIBE_TIMEOUT_S",
+    "LED_OFFSETS_PATH",
+    "describe_partition",
+    "gather_offsets",
+    "local_led_offsets",
+]
 
 log = logging.getLogger(__name__)
 
 LED_OFFSETS_PATH: Final = "/internal/v1/led-offsets"
+#: How long a description waits for another leader's offsets (a cut-off or paused leader
+#: must not stall ``GET .../partitions``; its offsets are null instead).
+DESCRIBE_TIMEOUT_S: Final = 2.0
 Offsets = tuple[int, int, int]
 
 
@@ -53,7 +62,9 @@ async def gather_offsets(services: Services, topic: TopicInfo) -> dict[int, Offs
     async def ask(broker_id: int) -> dict[int, Offsets]:
         url = metadata.brokers[broker_id].url
         try:
-            body = await services.peers.get(url, f"{LED_OFFSETS_PATH}?topic={topic.name}")
+            body = await services.peers.get(
+                url, f"{LED_OFFSETS_PATH}?topic={topic.name}", timeout_s=DESCRIBE_TIMEOUT_S
+            )
         except BrokerError as exc:
             log.info(
                 "offsets of %s from broker %d unavailable: %s", topic.name, broker_id, exc.message

@@ -32,8 +32,9 @@ class PeerClient(Protocol):
         path: str | None = None,
     ) -> web.Response: ...
 
-    async def get(self, url: str, path: str) -> bytes:
-        """GET ``url + path`` from a peer; the body of a 200, else BrokerError."""
+    async def get(self, url: str, path: str, *, timeout_s: float | None = None) -> bytes:
+        """GET ``url + path`` from a peer; the body of a 200, else BrokerError (also after
+        ``timeout_s``, by default the forwarding timeout)."""
         ...
 
 

@@ -89,8 +89,10 @@ class ReplicaManager:
         isr_writer: IsrWriter,
         fetchers: ReplicaFetcherManager,
         flush: Callable[[Partition, int], Awaitable[None]] | None = None,
+        is_live: Callable[[int], bool] = lambda _: True,
     ) -> None:
         self._config = config
+        self._is_live = is_live
         self._logs = logs
         self._clock = clock
         self._isr_writer = isr_writer
@@ -145,6 +147,7 @@ class ReplicaManager:
                 clock=self._clock,
                 isr_writer=self._isr_writer,
                 replica_lag_time_max_ms=self._config.replica_lag_time_max_ms,
+                is_live=self._is_live,
             )
             self._partitions[tp] = replica
         elif config != replica.config:

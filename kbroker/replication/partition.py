@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -100,6 +100,7 @@ class Partition:
         clock: Clock,
         isr_writer: IsrWriter,
         replica_lag_time_max_ms: int,
+        is_live: Callable[[int], bool] = lambda _: True,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -108,6 +109,7 @@ class Partition:
         self.config = config
         self._clock = clock
         self._isr_writer = isr_writer
+        self._is_live = is_live
         self._lag_max = replica_lag_time_max_ms / 1000
         self.role = Role.OFFLINE
         self.state: LeaderAndIsr | None = None
@@ -406,6 +408,10 @@ class Partition:
     def _maybe_expand_isr(self, replica_id: int, follower: FollowerState) -> None:
         state = self.state
         if state is None or replica_id in state.isr or self._isr_lock.locked():
+            return
+        if not self._is_live(replica_id):
+            # A broker that is not registered (its session expired, or it is shutting down)
+            # would be dropped from the ISR by the controller at once: never add it (KIP-841).
             return
         offset = follower.log_end_offset
         if offset >= self.log.high_watermark and offset >= self.leader_epoch_start_offset:

@@ -132,6 +132,7 @@ def make_partition(
     *,
     broker_id: int = 1,
     config: TopicConfig | None = None,
+    is_live: Callable[[int], bool] = lambda _: True,
 ) -> Partition:
     return Partition(
         topic=TOPIC,
@@ -142,6 +143,7 @@ def make_partition(
         clock=clock,
         isr_writer=writer,
         replica_lag_time_max_ms=LAG_MS,
+        is_live=is_live,
     )
 
 

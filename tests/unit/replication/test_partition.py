@@ -521,6 +521,24 @@ async def test_isr_expand_needs_the_leader_epoch_start_offset(
     await settle(lambda: partition.isr == (1, 2, 3))
 
 
+async def test_isr_never_takes_a_broker_that_is_not_registered(
+    log: PartitionLog, clock: FakeClock, writer: FakeIsrWriter
+) -> None:
+    # Broker 3 still fetches but its ZooKeeper registration is gone: the controller would drop
+    # it from the ISR again at once, so the leader must not add it (no expand/shrink loop).
+    registered = {1, 2}
+    partition = make_partition(log, clock, writer, is_live=registered.__contains__)
+    assert partition.make_leader(writer.publish(state(1, (1, 2))), (1, 2, 3))
+    produce(partition, 4)
+    fetch(partition, 2, 4)
+    fetch(partition, 3, 4)
+    await asyncio.sleep(0)
+    assert writer.writes == [] and partition.isr == (1, 2)
+    registered.add(3)
+    fetch(partition, 3, 4)
+    await settle(lambda: partition.isr == (1, 2, 3))
+
+
 async def test_close_cancels_isr_writes_and_fails_waiters(
     log: PartitionLog, clock: FakeClock, writer: FakeIsrWriter
 ) -> None:
