@@ -11,8 +11,11 @@ be an error. Every error code of kclient.protocol must be listed in docs/api.md.
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,28 +75,39 @@ def _matches(expected: Any, actual: Any) -> bool:
 
 
 class _Shell:
-    """One bash process running blocks one after another (state carries over)."""
+    """One bash process running blocks one after another (state carries over). Its curl gives
+    up after ``CURL_MAX_TIME_S`` (a ``.curlrc`` in a private HOME), and a block that prints no
+    end marker within its timeout fails the test instead of hanging it."""
 
-    def __init__(self) -> None:
+    CURL_MAX_TIME_S = 30
+
+    def __init__(self, home: Path) -> None:
+        (home / ".curlrc").write_text(f"max-time = {self.CURL_MAX_TIME_S}\n")
         self._proc = subprocess.Popen(
             ["bash"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            env={**os.environ, "HOME": str(home)},
         )
 
-    def run(self, script: str, timeout: float = 60) -> str:
+    def run(self, script: str, timeout: float = 120) -> str:
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        marker = "__KBROKER_DOC_BLOCK_DONE__"
-        self._proc.stdin.write(script + f"\necho; echo {marker}\n")
+        marker = b"__KBROKER_DOC_BLOCK_DONE__"
+        self._proc.stdin.write(script.encode() + b"\necho; echo " + marker + b"\n")
         self._proc.stdin.flush()
-        lines = []
-        for line in self._proc.stdout:
-            if line.strip() == marker:
-                break
-            lines.append(line)
-        return "".join(lines)
+        out = b""
+        deadline = time.monotonic() + timeout
+        fd = self._proc.stdout.fileno()
+        while marker not in out:
+            left = deadline - time.monotonic()
+            assert left > 0, f"block did not finish in {timeout} s:\n{script}\n{out.decode()}"
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                assert chunk, f"bash exited during:\n{script}\n{out.decode()}"
+                out += chunk
+        return out[: out.index(marker)].decode()
 
     def close(self) -> None:
         self._proc.kill()
@@ -109,8 +123,8 @@ def _localise(text: str, cluster: LocalCluster) -> str:
     return text
 
 
-def _run_document(cluster: LocalCluster, path: Path) -> None:
-    shell = _Shell()
+def _run_document(cluster: LocalCluster, path: Path, home: Path) -> None:
+    shell = _Shell(home)
     try:
         for script, expected in _blocks(path):
             output = shell.run(_localise(script, cluster))
@@ -131,13 +145,13 @@ def _create_hello(cluster: LocalCluster) -> None:
     cluster.create_topic("hello", partitions=3, replication_factor=3)
 
 
-def test_readme_examples_run(cluster: LocalCluster) -> None:
+def test_readme_examples_run(cluster: LocalCluster, tmp_path: Path) -> None:
     _create_hello(cluster)  # what `make cluster-up` creates
-    _run_document(cluster, ROOT / "README.md")
+    _run_document(cluster, ROOT / "README.md", tmp_path)
 
 
-def test_api_examples_run(cluster: LocalCluster) -> None:
-    _run_document(cluster, ROOT / "docs" / "api.md")
+def test_api_examples_run(cluster: LocalCluster, tmp_path: Path) -> None:
+    _run_document(cluster, ROOT / "docs" / "api.md", tmp_path)
 
 
 def test_every_error_code_is_documented() -> None:
