@@ -7,6 +7,7 @@ import pytest
 
 from kbroker.api.media import produce_format
 from kbroker.api.produce import (
+    Outcome,
     _decode_frames,
     encode_frames,
     encode_worker_outcome,
@@ -14,12 +15,12 @@ from kbroker.api.produce import (
     render_worker_outcome,
 )
 from kbroker.errors import BrokerError
-from kbroker.records import encode_partition_records, parse_produce_body
+from kbroker.records import PartitionRecords, encode_partition_records, parse_produce_body
 
 JSON_V2 = "application/vnd.kafka.json.v2+json"
 
 
-def _batches(count: int, max_batch_bytes: int = 1 << 20):
+def _batches(count: int, max_batch_bytes: int = 1 << 20) -> list[PartitionRecords]:
     body = parse_produce_body(
         orjson.dumps({"records": [{"value": {"n": i}} for i in range(count)]}),
         produce_format(JSON_V2),
@@ -62,7 +63,9 @@ def test_truncated_frames_are_a_clear_error(cut: int) -> None:
         (1, [(2, None, 40403, "not leader", False), (2, None, 40403, "not leader", True)]),
     ],
 )
-def test_worker_outcome_renders_what_the_broker_would_answer(acks: int, outcome) -> None:
+def test_worker_outcome_renders_what_the_broker_would_answer(
+    acks: int, outcome: int | list[Outcome]
+) -> None:
     count = 2
     rendered = render_worker_outcome(encode_worker_outcome(2, acks, outcome), count)
     assert orjson.loads(rendered) == orjson.loads(partition_response(2, acks, outcome, count))
