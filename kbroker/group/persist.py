@@ -23,6 +23,7 @@ document in :attr:`Group.persisted`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -65,8 +66,10 @@ def _utf16(text: str) -> Iterator[int]:
         yield (data[i] << 8) | data[i + 1]
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for_group(group_id: str, partitions: int) -> int:
-    """Kafka's ``Utils.abs(groupId.hashCode) % offsets.topic.num.partitions``."""
+    """Kafka's ``Utils.abs(groupId.hashCode) % offsets.topic.num.partitions`` (cached: every
+    group request asks it, and the hash walks the id in Python)."""
     h = java_string_hash(group_id)
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
