@@ -1,8 +1,9 @@
-"""Read a topic back through the stateless fetch endpoint, as fast as the broker serves it.
+"""Read a topic back through the stateless fetch endpoint with aiohttp (a Python client row).
 
 One reader per partition, each fetching from the partition's start until it has read its share.
 Readers advance with the ``X-KBroker-Next-Offset`` response header, so the client does no JSON
-parsing: what is measured is the broker's rendering and serving of records.
+parsing: what is measured is the broker's rendering and serving of records (and aiohttp's
+client). The Go client (``kbload http-fetch``) does the same with less client CPU.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ class FetchResult:
 
 
 async def _read(
-    session: aiohttp.ClientSession, url: str, goal: int, max_bytes: int, accept: str
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    goal: int,
+    params: dict[str, int],
+    accept: str,
+    deadline: float,
 ) -> tuple[int, int, int]:
     offset = records = size = requests = 0
-    while records < goal:
+    while records < goal and time.perf_counter() < deadline:
         async with session.get(
-            url,
-            params={"offset": offset, "max_bytes": max_bytes, "timeout": 0},
-            headers={"Accept": accept},
+            url, params={"offset": offset, **params}, headers={"Accept": accept}
         ) as resp:
             payload = await resp.read()
             if resp.status != 200:
@@ -52,27 +57,33 @@ async def _read(
 
 
 async def fetch_partitions(
-    base_url: str,
+    leaders: list[str],
     topic: str,
-    partitions: int,
     *,
     records_each: int,
     max_bytes: int = 1 << 20,
+    max_records: int | None = 1000,
+    seconds: float = 60.0,
     accept: str = "application/vnd.kafka.json.v2+json",
 ) -> FetchResult:
-    """Read ``records_each`` records from each of ``partitions`` partitions concurrently."""
+    """Read ``records_each`` records from each partition (``leaders[p]`` leads partition p)
+    concurrently, for at most ``seconds``."""
+    params = {"max_bytes": max_bytes, "timeout": 0}
+    if max_records is not None:
+        params["max_records"] = max_records
     async with aiohttp.ClientSession() as session:
         start = time.perf_counter()
         done = await asyncio.gather(
             *(
                 _read(
                     session,
-                    f"{base_url}/topics/{topic}/partitions/{p}/records",
-                    records_each,
-                    max_bytes,
-                    accept,
+                    f"{leader}/topics/{topic}/partitions/{p}/records",
+                    goal=records_each,
+                    params=params,
+                    accept=accept,
+                    deadline=start + seconds,
                 )
-                for p in range(partitions)
+                for p, leader in enumerate(leaders)
             )
         )
         elapsed = time.perf_counter() - start

@@ -1,234 +1,145 @@
-"""kbroker benchmarks: ``python -m bench.run --quick`` (``make bench``) or ``--full``.
+"""kbroker benchmarks: ``python -m bench.run --quick`` (``make bench``) or ``--full``
+(``make bench-full``). What is measured and how: docs/benchmarks.md.
 
-Every system under test runs on 127.0.0.1 of this machine, started and stopped by this script;
-every load is bounded in time. Figures are reported next to the bare aiohttp append server
-measured in the same run, as ratios, because the machine is shared and noisy. Results go to
-``bench/results/<timestamp>.json`` and a table on the terminal.
+Every system under test runs on 127.0.0.1 of this machine, started and stopped by this run
+(bench/systems.py); every load is bounded in records and time (bench/workloads.py); kbroker is
+compared with Redis Streams, NATS JetStream and a bare aiohttp append server *in the same run*,
+as ratios, because the machine is shared and noisy (bench/suite.py). Results:
+``bench/results/<timestamp>-<suite>.json`` and ``.md``, PNG charts next to them (``--docs``
+also copies the charts to docs/img/), and a table on the terminal (bench/report.py).
 
-Quick suite (about 2 minutes):
-
-* ``bare-append``: the implementation limit, 1000-record JSON bodies (~100 B values) POSTed by
-  wrk over 8 connections to a bare aiohttp server that appends each body to a file.
-* ``produce-batch``: the same bodies to one kbroker broker (RF 1, acks=1, 4 partitions).
-* ``produce-single-c1`` / ``-c64``: one record per request over 1 and 64 connections.
-* ``fetch``: everything produced, read back through the stateless fetch endpoint (one reader
-  per partition).
+* quick (<= 5 min): produce at 1000 records x 64 connections (2 alternating repetitions) and
+  four other shapes, Python-client rows, fetch, latency at 20k records/s for 20 s.
+* full: every shape of {1, 100, 1000} records x {1, 64} connections for every system, 3
+  repetitions, 30 s latency runs, kbroker with fsync every second, and the scale curves
+  (partitions, retained bytes, recovery after kill -9, rebalance), bench/scale.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
+import importlib.util
 import os
-import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
+from bench import report
+from bench.gobench import build
+from bench.model import machine
+from bench.suite import Config, Recorder, run_suite
 
-from bench.fetch import fetch_partitions
-from bench.wrk import WrkResult, run_wrk
-from kbroker.testing.brokers import BrokerProcess, http_json
-from kbroker.testing.local import ManagedProcess, ZooKeeperEnsemble, free_ports
-
-RESULTS = Path(__file__).parent / "results"
-VALUE = "v" * 100
-PARTITIONS = 4
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC_IMAGES = ROOT / "docs" / "img"
 
 
-def batch_body(records: int) -> bytes:
-    return orjson.dumps({"records": [{"value": VALUE} for _ in range(records)]})
+def ensure_dependencies() -> None:
+    """Debian packages (scripts/bench-deps.sh) and the Python ``bench`` extra."""
+    subprocess.run(["bash", "scripts/bench-deps.sh"], check=True, cwd=ROOT)
+    if any(importlib.util.find_spec(m) is None for m in ("matplotlib", "redis", "nats")):
+        subprocess.run(
+            [str(Path(sys.executable).parent / "pip"), "install", "-q", "-e", f"{ROOT}[bench]"],
+            check=True,
+        )
+        importlib.invalidate_caches()
 
 
-@contextlib.contextmanager
-def bare_server(workdir: Path) -> Iterator[str]:
-    port = free_ports(1)[0]
-    proc = ManagedProcess(
-        name="bare-aiohttp",
-        argv=[sys.executable, "-m", "bench.bare_server", str(port), str(workdir / "bare.log")],
-        log_path=workdir / "bare-server.out",
-        cwd=Path(__file__).parent.parent,
-    )
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/x", method="POST")
+def _version(argv: list[str]) -> str:
     try:
-        yield url
-    finally:
-        proc.kill()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "missing"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
 
 
-def _wait_http(url: str, method: str = "GET", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            http_json(url, method=method, body={} if method == "POST" else None, timeout=2)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=ROOT, check=False
+        ).stdout.strip()
 
-
-@contextlib.contextmanager
-def single_broker(workdir: Path) -> Iterator[BrokerProcess]:
-    with ZooKeeperEnsemble(base_dir=workdir / "zk", size=1) as zk:
-        broker = BrokerProcess(
-            broker_id=1,
-            zookeeper=zk.connect_string + "/bench",
-            base_dir=workdir,
-            log_level="WARNING",
-        )
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.kill()
-
-
-def create_topic(url: str, name: str, partitions: int, replication_factor: int = 1) -> None:
-    _, clusters = http_json(url + "/v3/clusters")
-    cid = clusters["data"][0]["cluster_id"]
-    status, body = http_json(
-        f"{url}/v3/clusters/{cid}/topics",
-        method="POST",
-        body={
-            "topic_name": name,
-            "partitions_count": partitions,
-            "replication_factor": replication_factor,
-        },
-    )
-    if status != 201:
-        raise RuntimeError(f"create topic {name}: {status} {body}")
-
-
-def _row(name: str, result: WrkResult, records_per_request: int, body_bytes: int) -> dict[str, Any]:
-    rps = result.requests_per_second
     return {
-        "workload": name,
-        "requests_per_second": round(rps, 1),
-        "records_per_second": round(rps * records_per_request),
-        "mb_per_second": round(rps * body_bytes / 1e6, 2),
-        "p50_ms": result.p50_ms,
-        "p99_ms": result.p99_ms,
-        "p999_ms": result.p999_ms,
-        "errors": result.status_errors + result.socket_errors,
+        "commit": git("rev-parse", "HEAD"),
+        "kbroker_dirty": bool(git("status", "--porcelain", "kbroker")),
     }
 
 
-def quick(workdir: Path, seconds: int) -> list[dict[str, Any]]:
-    rows = []
-    body = batch_body(1000)
-    single = batch_body(1)
-    with bare_server(workdir) as url:
-        rows.append(
-            _row(
-                "bare-append",
-                run_wrk(url + "/append", body, connections=8, duration=seconds),
-                1000,
-                len(body),
-            )
-        )
-    with single_broker(workdir) as broker:
-        create_topic(broker.url, "bench", PARTITIONS)
-        produce = f"{broker.url}/topics/bench?acks=1"
-        rows.append(
-            _row(
-                "produce-batch",
-                run_wrk(produce, body, connections=8, duration=seconds),
-                1000,
-                len(body),
-            )
-        )
-        for connections in (1, 64):
-            result = run_wrk(produce, single, connections=connections, duration=seconds)
-            rows.append(_row(f"produce-single-c{connections}", result, 1, len(single)))
-        produced = sum(r["records_per_second"] for r in rows[1:]) * seconds
-        each = int(min(produced, 4_000_000) // PARTITIONS)
-        fetched = asyncio.run(fetch_partitions(broker.url, "bench", PARTITIONS, records_each=each))
-        rows.append(
-            {
-                "workload": "fetch",
-                "requests_per_second": round(fetched.requests / fetched.seconds, 1),
-                "records_per_second": round(fetched.records_per_second),
-                "mb_per_second": round(fetched.bytes / fetched.seconds / 1e6, 2),
-                "records": fetched.records,
-                "errors": 0,
-            }
-        )
-    bare = rows[0]["records_per_second"]
-    for row in rows:
-        row["vs_bare_append"] = round(row["records_per_second"] / bare, 3)
-    return rows
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")
-            ),
-            "",
-        )
+def versions() -> dict[str, str]:
     return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
+        "redis": _version(["redis-server", "--version"]),
+        "nats": _version(["nats-server", "--version"]),
+        "go": _version(["go", "version"]),
+        "wrk": _version(["wrk", "--version"]),
     }
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print(
-        f"{'workload':<22}{'records/s':>14}{'MB/s':>10}{'req/s':>11}{'p99 ms':>9}"
-        f"{'vs bare':>9}{'errors':>8}"
-    )
-    for r in rows:
-        p99 = r.get("p99_ms")
-        print(
-            f"{r['workload']:<22}{r['records_per_second']:>14,}{r['mb_per_second']:>10}"
-            f"{r['requests_per_second']:>11,}{p99 if p99 is not None else '-':>9}"
-            f"{r['vs_bare_append']:>9}{r['errors']:>8}"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run")
-    parser.add_argument("--quick", action="store_true", help="the quick suite (default)")
-    parser.add_argument("--full", action="store_true", help="the full suite")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each load")
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    suite = parser.add_mutually_exclusive_group()
+    suite.add_argument("--quick", action="store_true", help="the quick suite (default)")
+    suite.add_argument("--full", action="store_true", help="the full suite with scale curves")
+    parser.add_argument("--seconds", type=int, help="length of each timed load (4 / 10)")
+    parser.add_argument("--reps", type=int, help="headline repetitions (2 / 3)")
+    parser.add_argument("--latency-seconds", type=int, help="open-loop latency run (20 / 30)")
+    parser.add_argument("--docs", action="store_true", help="also copy the charts to docs/img")
     args = parser.parse_args(argv)
-    subprocess.run(["bash", "scripts/bench-deps.sh"], check=True, cwd=Path(__file__).parent.parent)
-    with tempfile.TemporaryDirectory(prefix="kbroker-bench-") as tmp:
-        rows = quick(Path(tmp), args.seconds)
-    print_table(rows)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = RESULTS / f"{stamp}-{'full' if args.full else 'quick'}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "suite": "full" if args.full else "quick",
-                "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
-                "machine": machine(),
-                "seconds": args.seconds,
-                "results": rows,
-            },
-            indent=2,
+    full = bool(args.full)
+    name = "full" if full else "quick"
+    started = time.monotonic()
+    ensure_dependencies()
+    build()
+    meta: dict[str, Any] = {
+        "suite": name,
+        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "versions": versions(),
+        "git": _git(),
+    }
+    rec = Recorder(quiet_wait=5.0 if full else 1.0)
+    with tempfile.TemporaryDirectory(prefix="kbroker-bench-", dir="/var/tmp") as tmp:
+        cfg = Config(
+            root=Path(tmp),
+            full=full,
+            seconds=args.seconds or (10 if full else 4),
+            reps=args.reps or (3 if full else 2),
+            latency_seconds=args.latency_seconds or (30 if full else 20),
+            budget=None if full else 270.0,
         )
-        + "\n"
-    )
-    print(f"results: {out}")
+        meta["config"] = {
+            "seconds": cfg.seconds,
+            "reps": cfg.reps,
+            "latency_seconds": cfg.latency_seconds,
+            "goal_records": cfg.goal,
+        }
+        try:
+            run_suite(cfg, rec)
+        finally:
+            meta["duration_seconds"] = round(time.monotonic() - started, 1)
+            meta["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+            RESULTS.mkdir(exist_ok=True)
+            stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+            out = RESULTS / f"{stem}.json"
+            report.write_json(out, meta, rec.rows)
+            (RESULTS / f"{stem}.md").write_text(report.markdown(rec.rows))
+    ratios, floors = report.evaluate(rec.rows)
+    report.print_table(rec.rows, ratios, floors)
+    try:
+        pngs = report.charts(rec.rows, RESULTS, f"{stem}-")
+    except Exception as exc:
+        print(f"charts failed: {type(exc).__name__}: {exc}")
+        pngs = []
+    if args.docs:
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            shutil.copy(png, DOC_IMAGES / f"bench-{name}-{png.name.rsplit('-', 1)[-1]}")
+    print("charts: " + ", ".join(str(p) for p in pngs))
+    print(f"results: {out} ({meta['duration_seconds']} s)")
     return 0
 
 
