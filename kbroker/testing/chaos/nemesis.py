@@ -48,7 +48,7 @@ from typing import ClassVar, Final
 
 from kbroker.coordination.zk import force_session_expiry
 from kbroker.testing.brokers import BrokerProcess, LocalCluster
-from kbroker.testing.chaos.sandbox import Endpoint, Sandbox
+from kbroker.testing.chaos.sandbox import Endpoint, Sandbox, fill_fs
 from kbroker.testing.local import ZooKeeperEnsemble
 
 __all__ = [
@@ -275,7 +275,7 @@ class DiskFull(_BrokerFault):
     _filler: Path | None = None
 
     async def inject(self) -> None:
-        self._filler = await asyncio.to_thread(Sandbox.fill_disk, self.broker.data_dir)
+        self._filler = await asyncio.to_thread(fill_fs, self.broker.data_dir)
 
     async def heal(self) -> None:
         if self._filler is not None:

@@ -52,7 +52,7 @@ from kbroker.testing.chaos.checker import (
 from kbroker.testing.chaos.clients import CommitEvent, GroupConsumer, IdempotentWriter, Poll
 from kbroker.testing.chaos.monitor import ZooKeeperMonitor
 from kbroker.testing.chaos.nemesis import KINDS, Nemesis, World, plan
-from kbroker.testing.chaos.sandbox import REGISTRY, Sandbox, cleanup_stale
+from kbroker.testing.chaos.sandbox import FILLER, REGISTRY, Sandbox, cleanup_stale
 from kbroker.testing.chaos.timeline import draw_timeline
 from kbroker.testing.local import ZooKeeperEnsemble
 from kbroker.testing.workload import read_partition
@@ -175,7 +175,7 @@ def _heal_everything(run: _Run) -> None:
     for broker in run.cluster.brokers:
         if broker.process.paused:
             broker.resume()
-        (broker.data_dir / ".kbchaos-filler").unlink(missing_ok=True)
+        (broker.data_dir / FILLER).unlink(missing_ok=True)
         env = broker.process.env or {}
         skewed = "FAKETIME" in env
         if skewed:

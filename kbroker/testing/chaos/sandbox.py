@@ -46,7 +46,10 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "cleanup_stale",
+    "fill_fs",
+    "mount_loop_fs",
     "require_root_tools",
+    "unmount_loop_fs",
 ]
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup/unified")
@@ -55,6 +58,8 @@ MARK_BASE: Final = 0x6B000000
 """Connection marks of chaos runs: 0x6B, then a 16-bit run tag, then the broker id."""
 _TOOLS: Final = ("iptables", "mount", "umount", "losetup", "mkfs.ext4", "fallocate")
 _CMD_TIMEOUT_S: Final = 30.0
+FILLER: Final = ".kbchaos-filler"
+"""Name of the file that fills a data file system (disk-full fault)."""
 
 
 class SandboxError(RuntimeError):
@@ -204,31 +209,11 @@ class Sandbox:
     # ------------------------------------------------------------------ disks
 
     def mount_disk(self, mountpoint: Path, image: Path, size_mb: int) -> None:
-        """Make ``mountpoint`` a fresh ext4 file system of ``size_mb`` (a sparse image)."""
-        mountpoint.mkdir(parents=True, exist_ok=True)
-        image.parent.mkdir(parents=True, exist_ok=True)
-        with image.open("wb") as f:
-            f.truncate(size_mb << 20)
+        """Make ``mountpoint`` a fresh ext4 file system of ``size_mb`` (recorded for undo)."""
         self._state.images.append(str(image))
         self._state.mounts.append(str(mountpoint))
         self._state.save()
-        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", "kbchaos", str(image)])
-        _run(["mount", "-o", "loop", str(image), str(mountpoint)])
-
-    @staticmethod
-    def fill_disk(mountpoint: Path, *, leave_bytes: int = 0) -> Path:
-        """Take all free space of the file system at ``mountpoint`` but ``leave_bytes``;
-        returns the filler file (remove it to give the space back)."""
-        filler = mountpoint / ".kbchaos-filler"
-        stat = os.statvfs(mountpoint)
-        free = stat.f_bavail * stat.f_frsize - leave_bytes
-        if free > 0:
-            _run(["fallocate", "-l", str(free), str(filler)], check=False)
-        with contextlib.suppress(OSError), filler.open("ab") as f:
-            for _ in range(4096):  # the last blocks fallocate could not take
-                f.write(b"\0" * 4096)
-                f.flush()
-        return filler
+        mount_loop_fs(mountpoint, image, size_mb)
 
     # ------------------------------------------------------------------ teardown
 
@@ -236,6 +221,41 @@ class Sandbox:
         """Undo everything (idempotent). Processes in the cgroups must be gone first."""
         self._rules.clear()
         undo(self._state)
+
+
+def mount_loop_fs(mountpoint: Path, image: Path, size_mb: int) -> None:
+    """Mount a fresh ext4 file system of ``size_mb`` (a sparse image file, no blocks reserved
+    for root) at ``mountpoint``. Undo with :func:`unmount_loop_fs`."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    with image.open("wb") as f:
+        f.truncate(size_mb << 20)
+    _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", "kbchaos", str(image)])
+    _run(["mount", "-o", "loop", str(image), str(mountpoint)])
+
+
+def unmount_loop_fs(mountpoint: Path, image: Path | None = None) -> None:
+    """Unmount (lazily if still busy after 5 s) and delete the image; idempotent."""
+    if _is_mounted(str(mountpoint)):
+        _unmount(str(mountpoint))
+    if image is not None:
+        image.unlink(missing_ok=True)
+
+
+def fill_fs(mountpoint: Path, *, leave_bytes: int = 0) -> Path:
+    """Take all free space of the file system at ``mountpoint`` but ``leave_bytes``; returns
+    the filler file (delete it to give the space back)."""
+    filler = mountpoint / FILLER
+    stat = os.statvfs(mountpoint)
+    free = stat.f_bavail * stat.f_frsize - leave_bytes
+    if free > 0:
+        _run(["fallocate", "-l", str(free), str(filler)], check=False)
+    if leave_bytes <= 0:
+        with contextlib.suppress(OSError), filler.open("ab") as f:
+            for _ in range(4096):  # the last blocks fallocate could not take
+                f.write(b"\0" * 4096)
+                f.flush()
+    return filler
 
 
 def _unmount(mountpoint: str) -> None:
