@@ -53,7 +53,10 @@ class ProducerBatch:
         "headers",
         "keys",
         "partition",
+        "producer_epoch",
+        "producer_id",
         "result",
+        "sequence",
         "size",
         "timestamps",
         "topic",
@@ -73,6 +76,10 @@ class ProducerBatch:
         self.result = BatchResult(topic, partition, loop_thread)
         self.attempts = 0
         self.body: bytes | bytearray | None = None
+        # Idempotent produce (kclient._idempotence): set when the batch is first sent.
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self.sequence = -1
 
     def __len__(self) -> int:
         return len(self.values)

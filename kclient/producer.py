@@ -39,7 +39,8 @@ class Producer:
             future = producer.send("events", b"hello", key=b"k1")
             print(future.result(timeout=10).offset)
 
-    ``close()`` (or leaving the ``with`` block) flushes; always close a producer.
+    ``close()`` (or leaving the ``with`` block) flushes; always close a producer. With
+    acks="all" (the default) it is idempotent: see docs/client.md, "Idempotence".
     """
 
     def __init__(self, bootstrap: str | Sequence[str], **settings: Unpack[ProducerSettings]):

@@ -7,21 +7,30 @@ How a record travels:
    fills or is sent, as in KIP-480) and appends the record to that partition's open
    :class:`~kclient._accumulator.ProducerBatch`. It returns a :class:`RecordFuture` at once.
 2. The sender task drains batches that are ready (``batch_size`` reached, ``linger_ms``
-   elapsed, or a flush asked for) and posts each to its partition's leader, at most one batch
-   in flight per partition (so records of a partition keep their order) and
+   elapsed, or a flush asked for) and posts each to its partition's leader, at most
+   ``max_in_flight_per_partition`` batches in flight per partition and
    ``max_in_flight_per_broker`` per broker.
 3. A retriable error (``error.retriable``: no leader, not leader, not enough replicas, broker
    unreachable...) is retried with exponential backoff until ``delivery_timeout_ms``; a leader
-   error refreshes the metadata first. A failure with ``after_append`` (the records may have
-   been written: acks=all timed out, connection lost after sending) is **not** resent unless
-   ``retry_ambiguous=True``, since a resend could duplicate records. Every other error fails
-   the batch. Either way every record's future resolves exactly once and its callback runs.
+   error refreshes the metadata first. Every other error fails the batch. Either way every
+   record's future resolves exactly once and its callback runs.
+
+**Idempotence** (on by default with acks="all", as in Kafka 3.x; :mod:`kclient._idempotence`
+has the rules): before its first batch the producer gets a producer id (``POST /producers``),
+and every request carries the id, the epoch and the partition's sequence, so a broker writes a
+resent batch only once and answers it with the original offsets. Failures with
+``after_append`` (the records may have been written: acks=all timed out, connection lost after
+sending) are then retried like the others, and up to 5 batches per partition may be in flight
+(``max_in_flight_per_partition``, default 1) without losing their order. Without idempotence
+one batch per partition is in flight (so a partition's records keep their order) and an
+``after_append`` failure is **not** resent unless ``retry_ambiguous=True``, since a resend
+could duplicate records.
 
 Concurrency: the producer lives on one event loop. ``send`` may also be called from other
 threads through :meth:`Producer.send_threadsafe` (the sync :class:`kclient.Producer` does): the
 accumulator is guarded by a ``threading.Lock`` held only for list appends, and the sender is
 woken with ``call_soon_threadsafe``. Delivery callbacks run on the producer's loop; they must
-not block.
+not block. The idempotence state is used on the loop only.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import orjson
 
 from kclient._accumulator import RECORD_OVERHEAD, ProducerBatch
 from kclient._futures import RecordFuture
+from kclient._idempotence import IdempotenceState
 from kclient._metadata import Metadata, TopicMeta, parse_bootstrap
 from kclient._transport import Transport, error_of
 from kclient.errors import (
@@ -51,6 +61,7 @@ from kclient.errors import (
     ClosedError,
     LeaderNotAvailableError,
     NotLeaderError,
+    OutOfOrderSequenceError,
     UnknownPartitionError,
     UnknownTopicError,
     error_from_code,
@@ -84,6 +95,10 @@ _LEADER_ERRORS: Final = (
 )
 
 
+class _Requeued(Exception):
+    """The batch went back to its queue, to be sent again after the producer's reset."""
+
+
 class ProducerSettings(TypedDict, total=False):
     """The keyword settings of both producers (see :class:`Producer`)."""
 
@@ -100,6 +115,8 @@ class ProducerSettings(TypedDict, total=False):
     delivery_timeout_ms: float
     request_timeout_ms: float
     max_in_flight_per_broker: int
+    enable_idempotence: bool | None
+    max_in_flight_per_partition: int
     key_serializer: SerializerSpec | None
     value_serializer: SerializerSpec | None
     partitioner: Partitioner | None
@@ -110,6 +127,22 @@ def _acks(acks: int | str) -> str:
     if value is None:
         raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
     return value
+
+
+def _idempotence(acks: str, enabled: bool | None, max_in_flight: int) -> IdempotenceState | None:
+    """The idempotence state the settings ask for (None: idempotence off)."""
+    if enabled is None:
+        enabled = acks == "all"
+    if not enabled:
+        if max_in_flight != 1:
+            raise ValueError(
+                "max_in_flight_per_partition above 1 needs enable_idempotence (without it, "
+                "concurrent requests could reorder a partition's records)"
+            )
+        return None
+    if acks != "all":
+        raise ValueError(f"enable_idempotence needs acks='all', not acks={acks!r}")
+    return IdempotenceState(max_in_flight=max_in_flight)
 
 
 class Producer:
@@ -123,7 +156,13 @@ class Producer:
       what is buffered: ``send`` waits for room, up to ``max_block_ms``.
     - ``retries`` (unbounded by default, within ``delivery_timeout_ms`` = 120 s),
       ``retry_backoff_ms`` (100, doubling up to ``retry_backoff_max_ms`` = 1000),
-      ``retry_ambiguous`` (False: see the module docstring).
+      ``retry_ambiguous`` (False: see the module docstring; moot with idempotence).
+    - ``enable_idempotence``: None (the default) turns it on when ``acks`` is "all" and off
+      otherwise; True with acks 0 or 1 is a ValueError, as in Kafka.
+      ``max_in_flight_per_partition``: 1 (the default) to 5 with idempotence, only 1 without.
+      Concurrent requests to a partition travel on different connections and often arrive out
+      of order; the broker refuses one that overtook an earlier one, and it is sent again. With
+      full batches on a fast network that costs more than it gains, hence the default of 1.
     - ``key_serializer``/``value_serializer``: "bytes" (default), "str", "json" or a callable;
       ``partitioner``: a callable replacing the default partitioner.
     """
@@ -145,6 +184,8 @@ class Producer:
         delivery_timeout_ms: float = 120_000,
         request_timeout_ms: float = 30_000,
         max_in_flight_per_broker: int = 16,
+        enable_idempotence: bool | None = None,
+        max_in_flight_per_partition: int = 1,
         key_serializer: SerializerSpec | None = None,
         value_serializer: SerializerSpec | None = None,
         partitioner: Partitioner | None = None,
@@ -163,6 +204,10 @@ class Producer:
         self.retry_ambiguous = retry_ambiguous
         self.delivery_timeout = delivery_timeout_ms / 1000
         self.max_in_flight_per_broker = max_in_flight_per_broker
+        self._idem = _idempotence(self.acks, enable_idempotence, max_in_flight_per_partition)
+        self.enable_idempotence = self._idem is not None
+        self.max_in_flight_per_partition = 1 if self._idem is None else self._idem.max_in_flight
+        self._renewals = 0
         self._key_ser = resolve_serializer(key_serializer)
         self._value_ser = resolve_serializer(value_serializer)
         self._raw_keys = self._key_ser is bytes_serializer
@@ -173,7 +218,7 @@ class Producer:
         self._lock = threading.Lock()
         self._open: dict[tuple[str, int], ProducerBatch] = {}
         self._full: dict[tuple[str, int], deque[ProducerBatch]] = {}
-        self._in_flight: set[tuple[str, int]] = set()
+        self._in_flight: dict[tuple[str, int], int] = {}
         self._incomplete: set[ProducerBatch] = set()
         self._sticky: dict[str, int] = {}
         self._buffered = 0
@@ -246,9 +291,8 @@ class Producer:
         """
         if self._buffered >= self.buffer_memory:
             await self._wait_for_room_async()
-        if topic not in self.metadata.topics:
-            await self.metadata.topic(topic)
-        return self._append(topic, value, key, partition, headers, timestamp_ms, on_delivery)
+        meta = self.metadata.topics.get(topic) or await self.metadata.topic(topic)
+        return self._append(meta, value, key, partition, headers, timestamp_ms, on_delivery)
 
     async def send_and_wait(
         self,
@@ -284,20 +328,22 @@ class Producer:
             raise RuntimeError("use `await send(...)` on the producer's own loop")
         if self._buffered >= self.buffer_memory:
             self._wait_for_room_blocking()
-        if topic not in self.metadata.topics:
+        # One read of the metadata: the sender may invalidate the topic at any moment.
+        meta = self.metadata.topics.get(topic)
+        if meta is None:
             lookup = asyncio.run_coroutine_threadsafe(self.metadata.topic(topic), self._loop)
             try:
-                lookup.result(self.max_block)
+                meta = lookup.result(self.max_block)
             except TimeoutError:
                 lookup.cancel()
                 raise ClientTimeoutError(
                     f"no metadata for topic {topic} within max_block_ms"
                 ) from None
-        return self._append(topic, value, key, partition, headers, timestamp_ms, on_delivery)
+        return self._append(meta, value, key, partition, headers, timestamp_ms, on_delivery)
 
-    def _append(  # noqa: C901, PLR0912, PLR0917 (the hot path of every send: one frame)
+    def _append(  # noqa: C901, PLR0917 (the hot path of every send: one frame)
         self,
-        topic: str,
+        meta: TopicMeta,
         value: Any,
         key: Any,
         partition: int | None,
@@ -312,9 +358,7 @@ class Producer:
             value = self._value_ser(value)
         if key is not None and (type(key) is not bytes or not self._raw_keys):
             key = self._key_ser(key)
-        meta = self.metadata.topics.get(topic)
-        if meta is None:
-            raise UnknownTopicError(f"no metadata for topic {topic}")
+        topic = meta.name
         sticky = False
         if partition is None:
             if key is None and self._partitioner is None:
@@ -449,7 +493,10 @@ class Producer:
             async with asyncio.TaskGroup() as group:
                 while True:
                     self._wake.clear()
-                    delay = self._drain(group)
+                    if self._idem is not None and self._idem.blocked:
+                        delay = await self._renew_identity()
+                    else:
+                        delay = self._drain(group)
                     if delay is None:
                         await self._wake.wait()
                     else:
@@ -466,56 +513,83 @@ class Producer:
         now = time.monotonic()
         next_due: float | None = None
         ready: list[ProducerBatch] = []
+        in_flight, idem = self._in_flight, self._idem
         with self._lock:
             for tp, queue in list(self._full.items()):
-                if tp not in self._in_flight:
+                room = (1 if idem is None else idem.window(tp)) - in_flight.get(tp, 0)
+                while room > 0 and queue:
                     ready.append(queue.popleft())
-                    if not queue:
-                        del self._full[tp]
+                    in_flight[tp] = in_flight.get(tp, 0) + 1
+                    room -= 1
+                if not queue:
+                    del self._full[tp]
             for tp, batch in list(self._open.items()):
-                if tp in self._in_flight or tp in self._full:
+                if tp in self._full or (
+                    tp in in_flight and (idem is None or in_flight[tp] >= idem.window(tp))
+                ):
                     continue
                 due = batch.created + self.linger
                 if self._flushing or due <= now:
                     del self._open[tp]
                     ready.append(batch)
+                    in_flight[tp] = in_flight.get(tp, 0) + 1
                     if self._sticky.get(batch.topic) == batch.partition:
                         del self._sticky[batch.topic]
                 elif next_due is None or due < next_due:
                     next_due = due
-            for batch in ready:
-                self._in_flight.add((batch.topic, batch.partition))
         for batch in ready:
+            if idem is not None:
+                idem.assign(batch)
             group.create_task(self._send_batch(batch))
         return None if next_due is None else max(0.0, next_due - now)
 
     async def _send_batch(self, batch: ProducerBatch) -> None:
+        idem = self._idem
         try:
             base_offset = await self._deliver(batch)
+        except _Requeued:
+            pass
         except Exception as exc:
+            if idem is not None:
+                idem.failed(batch, exc)
             self._complete(batch, None, exc)
         else:
+            if idem is not None:
+                idem.succeeded(batch)
             self._complete(batch, base_offset, None)
         finally:
-            self._in_flight.discard((batch.topic, batch.partition))
+            tp = (batch.topic, batch.partition)
+            left = self._in_flight.pop(tp, 1) - 1
+            if left:
+                self._in_flight[tp] = left
             if self._wake is not None:
                 self._wake.set()
 
     async def _deliver(self, batch: ProducerBatch) -> int | None:
         """Post the batch to its leader, retrying what may be retried; the base offset."""
         deadline = batch.created + self.delivery_timeout
+        idem = self._idem
         while True:
+            head = True
             try:
+                if idem is not None:
+                    if batch.attempts:  # resends go in sequence order
+                        await idem.wait_until_head(batch)
+                    head = idem.is_head(batch)
                 url = await self.metadata.leader_url(batch.topic, batch.partition)
                 slots = self._slots.get(url)
                 if slots is None:
                     slots = self._slots[url] = asyncio.Semaphore(self.max_in_flight_per_broker)
                 async with slots:
                     return await self._post(url, batch)
+            except OutOfOrderSequenceError as exc:
+                if idem is None:
+                    raise
+                await self._out_of_order(idem, batch, exc, sent_as_head=head)
             except (BrokerError, BrokerUnavailableError) as exc:
                 retry = (
                     exc.retriable
-                    and (self.retry_ambiguous or not exc.after_append)
+                    and (idem is not None or self.retry_ambiguous or not exc.after_append)
                     and batch.attempts < self.retries
                 )
                 backoff = min(self.retry_backoff * (2**batch.attempts), self.retry_backoff_max)
@@ -533,10 +607,82 @@ class Producer:
                 )
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
 
+    async def _out_of_order(
+        self,
+        idem: IdempotenceState,
+        batch: ProducerBatch,
+        error: OutOfOrderSequenceError,
+        *,
+        sent_as_head: bool,
+    ) -> None:
+        """Handle OUT_OF_ORDER_SEQUENCE (the batch was not written): return to resend it with
+        the same sequence, raise _Requeued, or re-raise the error (a real gap)."""
+        if not sent_as_head:
+            # An earlier batch was unresolved: it may simply not have arrived yet.
+            await idem.wait_until_head(batch)
+            if not idem.has_gap(batch):
+                log.debug("%s-%d: overtaken, resending", batch.topic, batch.partition)
+                return
+        if idem.has_gap(batch):  # an earlier batch failed: this one goes out again, later
+            log.info(
+                "%s-%d: %d records wait for the epoch bump after a failed batch",
+                batch.topic,
+                batch.partition,
+                len(batch),
+            )
+            index = idem.requeue(batch)
+            with self._lock:
+                self._full.setdefault((batch.topic, batch.partition), deque()).insert(index, batch)
+            raise _Requeued
+        raise error
+
+    async def _renew_identity(self) -> float | None:
+        """Get the producer id, or the new epoch after a gap, once no batch is in flight;
+        seconds until the next attempt (None: wait for a wake-up)."""
+        assert self._idem is not None
+        if self._in_flight or not self._incomplete:
+            return None
+        try:
+            await self._idem.renew(self.metadata.call_any)
+        except (BrokerError, BrokerUnavailableError) as exc:
+            if not exc.retriable:
+                log.error(
+                    "cannot get a producer id: %s (enable_idempotence=False sends without)", exc
+                )
+                self._fail_queued(exc, expired_only=False)
+                return None
+            self._fail_queued(exc, expired_only=True)
+            backoff = min(self.retry_backoff * 2.0**self._renewals, self.retry_backoff_max)
+            self._renewals += 1
+            return backoff * random.uniform(0.8, 1.2)
+        self._renewals = 0
+        log.info("idempotent producer: %s", self._idem.identity)
+        return 0.0
+
+    def _fail_queued(self, error: Exception, *, expired_only: bool) -> None:
+        """Fail the batches waiting to be sent (only those past delivery_timeout_ms)."""
+        cutoff = time.monotonic() - self.delivery_timeout if expired_only else float("inf")
+        failed: list[ProducerBatch] = []
+        with self._lock:
+            for tp, queue in list(self._full.items()):
+                failed += [b for b in queue if b.created <= cutoff]
+                kept = deque(b for b in queue if b.created > cutoff)
+                if kept:
+                    self._full[tp] = kept
+                else:
+                    del self._full[tp]
+            for tp, batch in list(self._open.items()):
+                if batch.created <= cutoff:
+                    del self._open[tp]
+                    failed.append(batch)
+        for batch in failed:
+            self._complete(batch, None, error)
+
     async def _post(self, url: str, batch: ProducerBatch) -> int | None:
         path = f"{url}/topics/{quote(batch.topic, safe='')}/partitions/{batch.partition}"
+        headers = _HEADERS if batch.sequence < 0 else _HEADERS | IdempotenceState.headers(batch)
         response = await self._transport.request(
-            "POST", path, params={"acks": self.acks}, body=batch.encode(), headers=_HEADERS
+            "POST", path, params={"acks": self.acks}, body=batch.encode(), headers=headers
         )
         if response.status != 200:
             raise error_of(response)

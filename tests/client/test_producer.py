@@ -217,7 +217,8 @@ async def test_retriable_errors_are_retried_with_metadata_refresh(url: str, topi
 
 
 async def test_non_retriable_and_ambiguous_errors_fail_without_resend(url: str, topic: str) -> None:
-    async with aio.Producer(url, retry_backoff_ms=10) as producer:
+    """Without idempotence (tests/client/test_idempotence.py has the default)."""
+    async with aio.Producer(url, retry_backoff_ms=10, enable_idempotence=False) as producer:
         flaky = Flaky(producer, errors.RecordTooLargeError("big"))
         producer._post = flaky  # type: ignore[method-assign]
         with pytest.raises(errors.RecordTooLargeError):
@@ -229,7 +230,9 @@ async def test_non_retriable_and_ambiguous_errors_fail_without_resend(url: str, 
         with pytest.raises(errors.RequestTimedOutError):
             await producer.send_and_wait(topic, b"once", partition=1)
         assert flaky.calls == 1, "after_append: never resent by default"
-    async with aio.Producer(url, retry_backoff_ms=10, retry_ambiguous=True) as producer:
+    async with aio.Producer(
+        url, retry_backoff_ms=10, retry_ambiguous=True, enable_idempotence=False
+    ) as producer:
         flaky = Flaky(producer, errors.RequestTimedOutError("lost ack", after_append=True))
         producer._post = flaky  # type: ignore[method-assign]
         await producer.send_and_wait(topic, b"twice", partition=1)
