@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -105,7 +106,7 @@ def run(duration: int, connections: int, offsets_per_commit: int) -> dict[str, A
     return {
         "workload": "offset commits on one coordinator",
         "started": started,
-        "machine": {"cpus": platform.os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "duration_s": result.seconds,
         "connections": sum(c for _, c in targets),
         "groups": len(groups),

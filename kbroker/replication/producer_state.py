@@ -9,7 +9,8 @@ ranges and offsets of its last :data:`BATCHES_TO_RETAIN` batches, and
 * rejects a batch of an older epoch with INVALID_PRODUCER_EPOCH;
 * accepts a newer epoch only at sequence 0 (the producer was re-initialised);
 * rejects, within an epoch, a batch whose first sequence is not the last one plus 1
-  (OUT_OF_ORDER_SEQUENCE: a gap, i.e. a lost earlier request);
+  (OUT_OF_ORDER_SEQUENCE: a gap, i.e. a lost earlier request); sequences wrap from
+  2^31 - 1 to 0, as in Kafka;
 * accepts any sequence from a producer it has no state for (its batches were removed by
   retention, or are older than what a restart rebuilt: Kafka's rule).
 
@@ -30,7 +31,7 @@ from typing import Final, NamedTuple
 from kbroker.errors import BrokerError, ErrorCode
 from kbroker.log.batch import BatchHeader
 
-__all__ = ["BATCHES_TO_RETAIN", "Duplicate", "ProducerStateManager"]
+__all__ = ["BATCHES_TO_RETAIN", "SEQUENCE_MODULUS", "Duplicate", "ProducerStateManager"]
 
 #: Batches remembered per producer (Kafka's NumBatchesToRetain; the client's in-flight limit).
 BATCHES_TO_RETAIN: Final = 5
@@ -75,7 +76,7 @@ class ProducerStateManager:
         """
         if producer_id < 0:
             return None
-        last_seq = first_seq + count - 1
+        last_seq = _seq_add(first_seq, count - 1)
         state = self._producers.get(producer_id)
         if state is None:
             return None
@@ -95,7 +96,7 @@ class ProducerStateManager:
         for batch in state.batches:
             if batch.first_seq == first_seq and batch.last_seq == last_seq:
                 return Duplicate(batch.first_offset, batch.last_offset)
-        expected = state.batches[-1].last_seq + 1 if state.batches else first_seq
+        expected = _seq_add(state.batches[-1].last_seq, 1) if state.batches else first_seq
         if first_seq != expected:
             raise BrokerError(
                 f"Producer {producer_id} sent sequence {first_seq}, expected {expected}: an "
@@ -130,7 +131,7 @@ class ProducerStateManager:
         state.batches.append(
             _Batch(
                 first_seq=first_seq,
-                last_seq=first_seq + last_offset - first_offset,
+                last_seq=_seq_add(first_seq, last_offset - first_offset),
                 first_offset=first_offset,
                 last_offset=last_offset,
             )
@@ -141,3 +142,11 @@ class ProducerStateManager:
         self._producers.clear()
         for header in headers:
             self.update(header)
+
+
+#: Sequences wrap from 2^31 - 1 to 0 (Kafka's DefaultRecordBatch.incrementSequence).
+SEQUENCE_MODULUS = 1 << 31
+
+
+def _seq_add(sequence: int, increment: int) -> int:
+    return (sequence + increment) % SEQUENCE_MODULUS
