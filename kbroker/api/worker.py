@@ -16,16 +16,18 @@ state and no partition; it only moves per-record work off the broker's event loo
 Answers are the same as the broker's own, byte for byte, whichever process a connection lands
 on. A worker exits when its parent broker is gone.
 
-``python -m kbroker.api.worker`` is started by the broker (kbroker.server.WorkerPool), with the
-broker's configuration as JSON on stdin.
+``python -m kbroker.api.worker SOCKET PARENT_PID`` is started by the broker
+(kbroker.api.worker_pool.WorkerPool), with the broker's configuration as JSON on stdin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import os
+import signal
 import sys
 import time
 from typing import Final
@@ -195,7 +197,7 @@ def build_worker_app(relay: Relay) -> web.Application:
     return app
 
 
-async def _serve(config: BrokerConfig, socket_path: str) -> None:
+async def _serve(config: BrokerConfig, socket_path: str, parent: int) -> None:
     relay = Relay(socket_path, config)
     runner = web.AppRunner(
         build_worker_app(relay), access_log=None, handle_signals=False, shutdown_timeout=5.0
@@ -207,11 +209,8 @@ async def _serve(config: BrokerConfig, socket_path: str) -> None:
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal  # noqa: PLC0415
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
     while not stop.is_set() and os.getppid() == parent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
@@ -219,12 +218,27 @@ async def _serve(config: BrokerConfig, socket_path: str) -> None:
     await relay.session.close()
 
 
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the parent exits (prctl PR_SET_PDEATHSIG); elsewhere the
+    one-second poll of the parent pid in :func:`_serve` is what ends an orphan."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
 def main() -> int:
-    """Entry point of a worker process: the broker config as JSON on stdin, the broker's Unix
-    socket path as the only argument."""
+    """Entry point of a worker process: ``SOCKET PARENT_PID`` as arguments, the broker's
+    configuration as JSON on stdin."""
+    socket_path, parent = sys.argv[1], int(sys.argv[2])
+    _die_with_parent()
+    if os.getppid() != parent:
+        return 1  # the broker is already gone (it died while this process started)
     fields = {f.name for f in dataclasses.fields(BrokerConfig)}
     values = {k: v for k, v in orjson.loads(sys.stdin.buffer.read()).items() if k in fields}
-    uvloop.run(_serve(BrokerConfig(**values), sys.argv[1]))
+    uvloop.run(_serve(BrokerConfig(**values), socket_path, parent))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Starting and supervising a broker's HTTP worker processes (``num.http.workers``).
 
-Each worker is ``python -m kbroker.api.worker SOCKET`` (see :mod:`kbroker.api.worker`), given
-the broker's configuration as JSON on stdin. A worker that exits while the broker runs is
+Each worker is ``python -m kbroker.api.worker SOCKET PARENT_PID`` (see
+:mod:`kbroker.api.worker`), given the broker's configuration as JSON on stdin. A worker that exits while the broker runs is
 started again after a short pause; :meth:`WorkerPool.stop` asks every worker to finish its
 requests (SIGTERM) and kills those still running after the grace period.
 
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Final
@@ -68,6 +69,7 @@ class WorkerPool:
                 "-m",
                 "kbroker.api.worker",
                 str(self._socket),
+                str(os.getpid()),
                 stdin=asyncio.subprocess.PIPE,
             )
             self._processes[index] = process
