@@ -1,9 +1,10 @@
 """Starting and supervising a broker's HTTP worker processes (``num.http.workers``).
 
 Each worker is ``python -m kbroker.api.worker SOCKET PARENT_PID`` (see
-:mod:`kbroker.api.worker`), given the broker's configuration as JSON on stdin. A worker that exits while the broker runs is
-started again after a short pause; :meth:`WorkerPool.stop` asks every worker to finish its
-requests (SIGTERM) and kills those still running after the grace period.
+:mod:`kbroker.api.worker`), given the broker's configuration as JSON on stdin. A worker that
+exits while the broker runs is started again after a short pause; :meth:`WorkerPool.stop`
+asks every worker to finish its requests (SIGTERM) and kills those still running after the
+grace period.
 
 Concurrency: every method runs on the broker's event loop; one supervising task per worker.
 """
