@@ -19,6 +19,8 @@ __all__ = ["FetchResult", "fetch_partitions"]
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
+    """Records and bytes read by all readers, and how long it took."""
+
     records: int
     bytes: int
     seconds: float
@@ -26,6 +28,7 @@ class FetchResult:
 
     @property
     def records_per_second(self) -> float:
+        """Records per second over the whole read."""
         return self.records / self.seconds
 
 

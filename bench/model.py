@@ -71,6 +71,7 @@ class Sample:
 
     @property
     def records_per_second(self) -> float:
+        """Records per second of this repetition (0 for an empty one)."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -111,6 +112,7 @@ class Row:
 
     @property
     def mb_per_second(self) -> float:
+        """Median payload megabytes (1e6) per second over the repetitions."""
         rates = [s.bytes / s.seconds / 1e6 for s in self.samples if s.seconds > 0]
         return statistics.median(rates) if rates else 0.0
 
@@ -122,6 +124,7 @@ class Row:
         return ordered[(len(ordered) - 1) // 2]
 
     def to_json(self) -> dict[str, Any]:
+        """The row as stored in bench/results/*.json (read back by report.load_rows)."""
         doc: dict[str, Any] = {
             "key": self.key,
             "workload": self.workload,

@@ -119,6 +119,7 @@ def profile(kb: KBroker, seconds: int, stem: str) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Profile produce then fetch and print both summaries."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="sampling time per load")
     args = parser.parse_args(argv)

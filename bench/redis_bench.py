@@ -30,6 +30,7 @@ class RedisBenchResult:
 
     @property
     def seconds(self) -> float:
+        """How long the run took, from its rate."""
         return self.requests / self.requests_per_second
 
 

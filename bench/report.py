@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +73,16 @@ RATIOS: Final = [
     ),
     ("stateless fetch / NATS pull fetch 1000", "fetch/kbroker-rf1/stateless", "fetch/nats-r1/pull"),
     (
+        "kbroker num.http.workers=1 / 0, produce (r1000 c64)",
+        "produce/kbroker-rf1-workers1/r1000-c64",
+        "produce/kbroker-rf1-workers0/r1000-c64",
+    ),
+    (
+        "kbroker num.http.workers=1 / 0, stateless fetch",
+        "fetch/kbroker-rf1-workers1/stateless",
+        "fetch/kbroker-rf1-workers0/stateless",
+    ),
+    (
         "Python: aiohttp->kbroker / redis-py XADD",
         "produce/kbroker-python/r1000-c4",
         "produce/redis-python/r1000-c4",
@@ -98,6 +107,7 @@ class Floor:
     unit: str = "x"
 
     def check(self, rows: dict[str, Row]) -> dict[str, Any]:
+        """The floor's value in ``rows`` and whether it is met (None: not measured)."""
         value = self.value(rows)
         met = (
             None
@@ -271,6 +281,7 @@ def print_table(
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: dict[str, Row]) -> None:
+    """The run's metadata, ratios, floors and rows as JSON."""
     ratios, floors = evaluate(rows)
     doc = {
         **meta,
@@ -534,10 +545,6 @@ def _scale_chart(plt: Any, scale: list[Row], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def median_of(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else 0.0
 
 
 def load_rows(path: Path) -> dict[str, Row]:

@@ -11,8 +11,12 @@ also copies the charts to docs/img/), and a table on the terminal (bench/report.
 * quick (<= 5 min): produce at 1000 records x 64 connections (2 alternating repetitions) and
   four other shapes, Python-client rows, fetch, latency at 20k records/s for 20 s.
 * full: every shape of {1, 100, 1000} records x {1, 64} connections for every system, 3
-  repetitions, 30 s latency runs, kbroker with fsync every second, and the scale curves
-  (partitions, retained bytes, recovery after kill -9, rebalance), bench/scale.py.
+  repetitions, 30 s latency runs, kbroker with fsync every second, kbroker with
+  ``num.http.workers`` 0 and 1, and the scale curves (partitions, retained bytes, recovery after
+  kill -9, rebalance), bench/scale.py.
+
+``--only PHASE`` (repeatable: single, replicated, durable, workers, scale) runs a part of a
+suite, e.g. to re-run a phase that a noisy neighbour spoiled.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 from bench import report
 from bench.gobench import build
 from bench.model import machine
-from bench.suite import Config, Recorder, run_suite
+from bench.suite import PHASES, Config, Recorder, run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -70,6 +74,7 @@ def _git() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
+    """Versions of the peers and load generators, for the results."""
     return {
         "redis": _version(["redis-server", "--version"]),
         "nats": _version(["nats-server", "--version"]),
@@ -79,6 +84,7 @@ def versions() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the suite; write the JSON, Markdown and charts; print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     suite = parser.add_mutually_exclusive_group()
     suite.add_argument("--quick", action="store_true", help="the quick suite (default)")
@@ -87,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="headline repetitions (2 / 3)")
     parser.add_argument("--latency-seconds", type=int, help="open-loop latency run (20 / 30)")
     parser.add_argument("--docs", action="store_true", help="also copy the charts to docs/img")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PHASES,
+        help="run only this phase (repeatable); the results name the phases run",
+    )
     args = parser.parse_args(argv)
     full = bool(args.full)
     name = "full" if full else "quick"
@@ -117,13 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             "latency_seconds": cfg.latency_seconds,
             "goal_records": cfg.goal,
         }
+        only = frozenset(args.only) if args.only else None
+        meta["phases"] = sorted(only) if only else "all"
         try:
-            run_suite(cfg, rec)
+            run_suite(cfg, rec, only)
         finally:
             meta["duration_seconds"] = round(time.monotonic() - started, 1)
             meta["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
             RESULTS.mkdir(exist_ok=True)
             stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+            if only:
+                stem += "-" + "-".join(sorted(only))
             out = RESULTS / f"{stem}.json"
             report.write_json(out, meta, rec.rows)
             (RESULTS / f"{stem}.md").write_text(report.markdown(rec.rows))

@@ -40,7 +40,7 @@ from bench.systems import (
     zookeeper,
 )
 
-__all__ = ["Config", "Recorder", "run_suite"]
+__all__ = ["PHASES", "Config", "Recorder", "run_suite"]
 
 HEADLINE: Final = (1000, 64)
 """(records per request, connections) of the headline produce comparison."""
@@ -84,12 +84,15 @@ class Recorder:
     """Longest wait for a quiet CPU before a sample (see :func:`bench.model.settle`)."""
 
     def elapsed(self) -> float:
+        """Seconds since the suite started."""
         return time.monotonic() - self.started
 
     def log(self, text: str) -> None:
+        """Print a progress line with the elapsed time."""
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def row(self, key: str, **fields: Any) -> Row:
+        """The row ``key``, created with ``fields`` on first use."""
         if key not in self.rows:
             self.rows[key] = Row(key=key, **fields)
         return self.rows[key]
@@ -113,6 +116,7 @@ class Recorder:
         )
 
     def skip(self, key: str, reason: str, **fields: Any) -> None:
+        """Record that ``key`` was not measured, and why."""
         row = self.row(key, **fields)
         row.skipped = reason
         self.log(f"{key}: skipped ({reason})")
@@ -130,6 +134,7 @@ class Contender:
     python_client: bool = False
 
     def row(self, rec: Recorder, batch: int, connections: int) -> Row:
+        """This contender's row for one produce shape."""
         return rec.row(
             f"produce/{self.slug}/r{batch}-c{connections}",
             workload="produce",
@@ -618,14 +623,94 @@ def _shared_zookeeper(root: Path) -> Iterator[str]:
         yield connect
 
 
-def run_suite(cfg: Config, rec: Recorder) -> None:
-    """Run the suite ``cfg`` describes, recording into ``rec``."""
+def _phase_workers(rec: Recorder, cfg: Config, zk: str) -> None:
+    """Full suite only: one broker with ``num.http.workers`` 0 and one with 1 (HTTP worker
+    processes that parse and render JSON beside the broker), alternated."""
+    rec.log("phase 4: kbroker RF1 with num.http.workers 0 and 1")
+    with contextlib.ExitStack() as stack:
+        brokers = {
+            workers: stack.enter_context(
+                kbroker_single(
+                    cfg.root,
+                    zk,
+                    chroot=f"/workers{workers}",
+                    settings={"num.http.workers": str(workers)},
+                )
+            )
+            for workers in (0, 1)
+        }
+        for kb in brokers.values():
+            kb.create_topic("bench", partitions=RF1_TOPIC_PARTITIONS)
+        for rep in range(cfg.reps):
+            rec.log(f"workers, repetition {rep + 1}/{cfg.reps}")
+            for workers, kb in brokers.items():
+                mode = f"RF1 acks=1, num.http.workers={workers}"
+                c = Contender(
+                    f"kbroker-rf1-workers{workers}",
+                    "kbroker",
+                    mode,
+                    "wrk (C)",
+                    partial(_rf1_produce, cfg, kb),
+                )
+                rec.measure(c.row(rec, *HEADLINE), partial(c.produce, *HEADLINE))
+                row = _fetch_row(
+                    rec,
+                    f"fetch/kbroker-rf1-workers{workers}/stateless",
+                    "kbroker",
+                    mode,
+                    "Go net/http",
+                )
+                rec.measure(
+                    row,
+                    partial(
+                        workloads.kbroker_fetch,
+                        kb,
+                        "bench",
+                        RF1_TOPIC_PARTITIONS,
+                        records=cfg.goal,
+                        max_records=1000,
+                        seconds=float(cfg.seconds * 4),
+                    ),
+                )
+
+
+def _rf1_produce(cfg: Config, kb: KBroker, batch: int, connections: int) -> Sample:
+    return workloads.kbroker_produce(
+        kb,
+        "bench",
+        RF1_TOPIC_PARTITIONS,
+        batch=batch,
+        connections=connections,
+        seconds=cfg.seconds,
+        acks="1",
+        per_leader=False,
+    )
+
+
+PHASES: Final = ("single", "replicated", "durable", "workers", "scale")
+"""Phase names for ``--only``; durable, workers and scale run in the full suite only."""
+
+
+def run_suite(cfg: Config, rec: Recorder, only: frozenset[str] | None = None) -> None:
+    """Run the suite ``cfg`` describes (only the phases in ``only``, if given), recording
+    into ``rec``."""
+
+    def wanted(phase: str) -> bool:
+        return only is None or phase in only
+
     with _shared_zookeeper(cfg.root) as zk:
         rec.log(f"zookeeper up at {zk}")
-        _phase_single(rec, cfg, zk)
-        _phase_replicated(rec, cfg, zk)
-        if cfg.full:
+        if wanted("single"):
+            _phase_single(rec, cfg, zk)
+        if wanted("replicated"):
+            _phase_replicated(rec, cfg, zk)
+        if not cfg.full:
+            return
+        if wanted("durable"):
             _phase_durable(rec, cfg, zk)
+        if wanted("workers"):
+            _phase_workers(rec, cfg, zk)
+        if wanted("scale"):
             from bench.scale import scale_curves  # noqa: PLC0415
 
             scale_curves(rec, cfg, zk)

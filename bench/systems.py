@@ -93,6 +93,7 @@ class KBroker:
 
     @property
     def url(self) -> str:
+        """Any broker's URL (the first), for admin requests."""
         return next(iter(self.urls.values()))
 
     def create_topic(
@@ -141,6 +142,7 @@ class KBroker:
         return found
 
     def end_offsets(self, topic: str, partitions: int) -> list[int]:
+        """Each partition's high watermark, asked of its leader."""
         leaders = self.leaders(topic)
         return [
             int(http_json(f"{leaders[p]}/topics/{topic}/partitions/{p}/offsets")[1]["end_offset"])
@@ -205,6 +207,8 @@ def kbroker_cluster(
 
 @dataclass(frozen=True, slots=True)
 class BareServer:
+    """The running bare append server: its base URL and pid."""
+
     url: str
     pid: int | None
 
@@ -236,11 +240,14 @@ def bare_server(root: Path) -> Iterator[BareServer]:
 
 @dataclass(frozen=True, slots=True)
 class RedisHandle:
+    """The running redis-server: its port on 127.0.0.1 and pid."""
+
     port: int
     pid: int | None
 
     @property
     def addr(self) -> str:
+        """``host:port`` for clients that take one."""
         return f"{LOOPBACK}:{self.port}"
 
 
@@ -294,6 +301,7 @@ class NatsHandle:
 
     @property
     def url(self) -> str:
+        """Every server's URL, comma-separated (nats.go and nats-py accept that)."""
         return ",".join(self.urls)
 
 

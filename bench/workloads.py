@@ -30,7 +30,6 @@ from bench.model import VALUE, Sample
 from bench.redis_bench import redis_benchmark
 from bench.systems import KBroker, NatsHandle, RedisHandle
 from bench.wrk import WrkResult, run_wrk, run_wrk_many
-from kbroker.testing.brokers import http_json
 
 __all__ = [
     "bare_produce",
@@ -365,12 +364,3 @@ def latency(
         *flags,
         timeout=seconds + 90,
     )
-
-
-def kbroker_offsets_total(kb: KBroker, topic: str, partitions: int) -> int:
-    """Records stored in ``topic`` (sum of end offsets)."""
-    return sum(kb.end_offsets(topic, partitions))
-
-
-def kbroker_describe(kb: KBroker, topic: str) -> Any:
-    return http_json(f"{kb.url}/topics/{topic}/partitions")[1]

@@ -50,6 +50,7 @@ class WrkResult:
 
     @property
     def requests_per_second(self) -> float:
+        """Completed requests per second over the run."""
         return self.requests / self.seconds
 
 
