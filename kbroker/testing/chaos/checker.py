@@ -53,6 +53,7 @@ __all__ = [
     "availability",
     "check_all",
     "controller_claims",
+    "longest_gaps",
 ]
 
 SETTLE_S: Final = 10.0
@@ -299,6 +300,14 @@ def _longest_gap(times: Sequence[float], start: float, end: float) -> float:
     if window[-1] < end:
         window.append(end)
     return max((b - a for a, b in itertools.pairwise(window) if b > start), default=0.0)
+
+
+def longest_gaps(
+    attempts: Sequence[Attempt], partitions: int, start: float, end: float
+) -> list[float]:
+    """Per partition, the longest time without an acknowledged write in [start, end]."""
+    acks = _ack_times(attempts)
+    return [round(_longest_gap(acks[p], start, end), 2) for p in range(partitions)]
 
 
 def availability(

@@ -110,6 +110,9 @@ class World:
     """Kill a consumer member; returns its name (member-crash)."""
     add_member: Callable[[], Awaitable[None]] | None = None
     busy: set[str] = field(default_factory=set)
+    down: set[int] = field(default_factory=set)
+    """Brokers stopped on purpose right now (a kill until its restart has finished, a restart):
+    any other broker that is not running exited on its own."""
 
     def broker_endpoint(self, broker: BrokerProcess) -> Endpoint:
         return Endpoint(broker.host, broker.port)
@@ -173,10 +176,14 @@ class KillBroker(_BrokerFault):
     durations = (3.0, 12.0)
 
     async def inject(self) -> None:
+        self.world.down.add(self.broker.broker_id)
         await asyncio.to_thread(self.broker.kill)
 
     async def heal(self) -> None:
-        await asyncio.to_thread(self.broker.start, timeout=_START_TIMEOUT_S)
+        try:
+            await asyncio.to_thread(self.broker.start, timeout=_START_TIMEOUT_S)
+        finally:
+            self.world.down.discard(self.broker.broker_id)
 
 
 class PauseBroker(_BrokerFault):
@@ -298,16 +305,20 @@ class ClockSkew(_BrokerFault):
         await self._restart({})
 
     async def _restart(self, env: dict[str, str]) -> None:
-        def restart() -> None:
-            self.broker.stop(timeout=30.0)
-            process_env = self.broker.process.env
-            assert process_env is not None
-            for name in ("LD_PRELOAD", "FAKETIME"):
-                process_env.pop(name, None)
-            process_env.update(env)
-            self.broker.start(timeout=_START_TIMEOUT_S)
+        self.world.down.add(self.broker.broker_id)
+        try:
+            await asyncio.to_thread(self._restart_blocking, env)
+        finally:
+            self.world.down.discard(self.broker.broker_id)
 
-        await asyncio.to_thread(restart)
+    def _restart_blocking(self, env: dict[str, str]) -> None:
+        self.broker.stop(timeout=30.0)
+        process_env = self.broker.process.env
+        assert process_env is not None
+        for name in ("LD_PRELOAD", "FAKETIME"):
+            process_env.pop(name, None)
+        process_env.update(env)
+        self.broker.start(timeout=_START_TIMEOUT_S)
 
 
 class MemberCrash(Fault):

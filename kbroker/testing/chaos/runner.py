@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import contextlib
 import datetime
+import gzip
 import json
 import random
 import shutil
@@ -48,6 +49,7 @@ from kbroker.testing.chaos.checker import (
     availability,
     check_all,
     controller_claims,
+    longest_gaps,
 )
 from kbroker.testing.chaos.clients import CommitEvent, GroupConsumer, IdempotentWriter, Poll
 from kbroker.testing.chaos.monitor import ZooKeeperMonitor
@@ -65,6 +67,9 @@ BROKERS: Final = 3
 HOSTS: Final = tuple(f"127.0.0.{10 + i}" for i in range(1, BROKERS + 1))
 WARMUP_S: Final = 8.0
 QUIET_TAIL_S: Final = 12.0
+MAX_WRITE_GAP_S: Final = 90.0
+"""Liveness bound: no partition may go this long without an acknowledged write (faults last
+at most 25 s and at most two overlap; recovery after each takes seconds)."""
 SETTINGS: Final = {
     **FAST_FAILOVER,
     "produce.timeout.ms": "8000",
@@ -100,6 +105,8 @@ class _Run:
     commits: list[CommitEvent] = field(default_factory=list)
     consumers: dict[str, tuple[GroupConsumer, asyncio.Task[None]]] = field(default_factory=dict)
     liveness: list[str] = field(default_factory=list)
+    crashes: list[dict[str, Any]] = field(default_factory=list)
+    """Brokers that exited on their own (no fault stopped them): time, exit status, log tail."""
     timings: dict[str, float] = field(default_factory=dict)
     _members: int = 0
 
@@ -209,7 +216,34 @@ def _high_watermarks(cluster: LocalCluster, partitions: int) -> dict[int, int]:
     return {p: int(cluster.partition(TOPIC, p)["high_watermark"]) for p in range(partitions)}
 
 
-async def _workload(run: _Run, writer: IdempotentWriter, nemesis: Nemesis, t0: float) -> None:
+async def _watchdog(run: _Run, world: World, t0: float) -> None:
+    """Every second: a broker that is not running although no fault stopped it crashed.
+    Record it (a liveness failure of the run) and start it again, so the run goes on."""
+    while True:
+        await asyncio.sleep(1.0)
+        for broker in run.cluster.brokers:
+            if broker.broker_id in world.down or broker.running:
+                continue
+            run.crashes.append(
+                {
+                    "broker": broker.broker_id,
+                    "at_s": round(time.monotonic() - t0, 1),
+                    "exit_status": broker.process.returncode,
+                    "log_tail": broker.log_tail(30),
+                }
+            )
+            world.down.add(broker.broker_id)
+            try:
+                await asyncio.to_thread(broker.start, timeout=90)
+            except Exception as exc:
+                run.liveness.append(f"broker {broker.broker_id} did not restart: {exc!r}")
+            finally:
+                world.down.discard(broker.broker_id)
+
+
+async def _workload(
+    run: _Run, writer: IdempotentWriter, nemesis: Nemesis, world: World, t0: float
+) -> None:
     config = run.config
     total_s = config.minutes * 60
     schedule = plan(
@@ -222,11 +256,17 @@ async def _workload(run: _Run, writer: IdempotentWriter, nemesis: Nemesis, t0: f
     writing = asyncio.create_task(writer.run(duration_s=total_s + 600))
     for _ in range(config.consumers):
         run.add_consumer()
+    watchdog = asyncio.create_task(_watchdog(run, world, t0))
     try:
         await nemesis.run(schedule, t0)
         await asyncio.sleep(max(0.0, t0 + total_s - time.monotonic()))
     finally:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
         await nemesis.heal_all()
+    if run.crashes:
+        run.liveness.append(f"{len(run.crashes)} broker crash(es): see 'crashes'")
     await asyncio.to_thread(_heal_everything, run)
     healed = await asyncio.to_thread(_wait, lambda: _in_sync(run.cluster, config.partitions), 120)
     if healed is None:
@@ -295,7 +335,7 @@ async def _run_async(run: _Run) -> dict[str, Any]:
     nemesis = Nemesis(world)
     t0 = time.monotonic()
     try:
-        await _workload(run, writer, nemesis, t0)
+        await _workload(run, writer, nemesis, world, t0)
     finally:
         monitor.stop()
     end = time.monotonic()
@@ -315,6 +355,12 @@ async def _run_async(run: _Run) -> dict[str, Any]:
         divergent=[] if identical is not None else _divergent(run.cluster, config.partitions),
     )
     result = check_all(history)
+    gaps = longest_gaps(writer.attempts, config.partitions, t0, end)
+    run.timings["longest_write_gap_s"] = max(gaps)
+    if max(gaps) > MAX_WRITE_GAP_S:
+        run.liveness.append(
+            f"a partition took no write for {max(gaps):.0f} s (bound {MAX_WRITE_GAP_S:.0f} s)"
+        )
     per_fault, per_kind = availability(
         writer.attempts, run.commits, nemesis.records, config.partitions, end
     )
@@ -347,6 +393,7 @@ async def _run_async(run: _Run) -> dict[str, Any]:
             t0=t0,
             end=end,
             title=title,
+            crashes=[t0 + c["at_s"] for c in run.crashes],
         )
     return report
 
@@ -378,6 +425,7 @@ def _report(
         f"--seed {config.seed}",
         "check": result.as_json(),
         "liveness": run.liveness,
+        "crashes": run.crashes,
         "timings": run.timings,
         "availability_by_kind": per_kind,
         "faults": faults,
@@ -419,8 +467,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     except Exception as exc:
         report["error"] = "".join(traceback.format_exception(exc))
     finally:
-        if not report.get("ok"):
-            _keep_logs(work, config.out)
+        _keep_logs(work, config.out)
         teardown()
         atexit.unregister(teardown)
         if not config.keep:
@@ -430,9 +477,13 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 
 def _keep_logs(work: Path, out: Path) -> None:
-    for log in work.glob("broker*/broker.log"):
-        with contextlib.suppress(OSError):
-            shutil.copy(log, out / f"{log.parent.name}.log")
+    """Broker and ZooKeeper logs, gzipped, into the report directory."""
+    for log in [*work.glob("broker*/broker.log"), *work.glob("zookeeper/zk*/zookeeper.log")]:
+        with contextlib.suppress(OSError), log.open("rb") as src:
+            target = out / "logs" / f"{log.parent.name}.log.gz"
+            target.parent.mkdir(exist_ok=True)
+            with gzip.open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def summary(report: dict[str, Any]) -> str:

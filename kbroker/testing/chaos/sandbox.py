@@ -284,8 +284,9 @@ def _kill_cgroup(cgroup: Path) -> None:
                 os.kill(int(pid), 9)
 
 
-def undo(state: _State) -> None:
-    """Undo a run's changes from its state: processes, rules, mounts, cgroups, state file."""
+def undo(state: _State, *, remove_files: bool = False) -> None:
+    """Undo a run's changes from its state: processes, rules, mounts, cgroups, state file (and,
+    with ``remove_files``, the cluster's directory)."""
     from kbroker.testing.brokers import LocalCluster  # noqa: PLC0415 - no cycle at import
 
     with contextlib.suppress(Exception):
@@ -311,13 +312,15 @@ def undo(state: _State) -> None:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
+    if remove_files:
+        shutil.rmtree(state.base_dir, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         state.path().unlink()
 
 
 def cleanup_stale(*, force: bool = False) -> list[str]:
-    """Undo every registered run whose owner process is gone (every run with ``force``);
-    returns the run ids cleaned."""
+    """Undo every registered run whose owner process is gone (every run with ``force``),
+    deleting its cluster directory too; returns the run ids cleaned."""
     cleaned = []
     for path in sorted(REGISTRY.glob("*.json")):
         try:
@@ -325,16 +328,16 @@ def cleanup_stale(*, force: bool = False) -> list[str]:
         except (OSError, ValueError, TypeError):
             continue
         if force or not _alive(state.owner_pid):
-            undo(state)
+            undo(state, remove_files=True)
             cleaned.append(state.run_id)
     return cleaned
 
 
 def _alive(pid: int) -> bool:
+    """True when ``pid`` is a live process (a zombie, which nobody may reap in a container
+    whose init does not, counts as dead)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")

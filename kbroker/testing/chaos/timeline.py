@@ -53,6 +53,7 @@ def draw_timeline(
     t0: float,
     end: float,
     title: str,
+    crashes: Sequence[float] = (),
     bin_s: float = 1.0,
 ) -> None:
     """Write the PNG (see the module docstring); times are monotonic, ``t0`` is the origin."""
@@ -93,10 +94,13 @@ def draw_timeline(
     )
     for fault in faults:
         ax.axvline(fault.started - t0, color=colours[fault.kind], linewidth=0.8, alpha=0.9)
+    for crash in crashes:
+        ax.axvline(crash - t0, color="black", linewidth=1.5, linestyle="--")
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel(
         "seconds since the workload started (green: acknowledged; red: only failures; "
-        "orange: waiting for an answer that came later; lines: fault injections)"
+        "orange: waiting for an answer that came later; lines: fault injections; "
+        "black dashes: a broker crashed on its own)"
     )
     lanes.set_title(title, fontsize=10)
     fig.tight_layout()
