@@ -211,6 +211,12 @@ class Consumer:
         self._key_de = resolve_deserializer(key_deserializer)
         self._value_de = resolve_deserializer(value_deserializer)
         self._transport = Transport(request_timeout_ms=int(request_timeout_ms), client_id=client_id)
+        # Fetches long-poll, one per assigned partition: on their own connections, so that a
+        # heartbeat, join or commit never queues behind them for a connection (with one pool, a
+        # member of many partitions missed its heartbeats and the group could not rebalance).
+        self._fetch_transport = Transport(
+            request_timeout_ms=int(request_timeout_ms), client_id=client_id
+        )
         self.metadata = Metadata(self._transport, parse_bootstrap(bootstrap))
         self._group = (
             GroupMember(
@@ -273,6 +279,7 @@ class Consumer:
             await self._stop_fetchers(list(self._partitions.values()))
             self._partitions.clear()
             await self._transport.close()
+            await self._fetch_transport.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -550,7 +557,7 @@ class Consumer:
         tp = state.tp
         try:
             url = await self.metadata.leader_url(tp.topic, tp.partition)
-            response = await self._transport.request(
+            response = await self._fetch_transport.request(
                 "GET",
                 f"{url}/topics/{quote(tp.topic, safe='')}/partitions/{tp.partition}/batches",
                 params={
@@ -559,7 +566,7 @@ class Consumer:
                     "timeout": self.fetch_max_wait_ms,
                 },
                 headers=_ACCEPT,
-                timeout=self._transport.request_timeout + self.fetch_max_wait_ms / 1000,
+                timeout=self._fetch_transport.request_timeout + self.fetch_max_wait_ms / 1000,
             )
             if response.status != 200:
                 raise error_of(response)

@@ -303,3 +303,39 @@ async def test_aio_consumer_group_and_iteration(url: str, topic: str, group: str
         await task
         assert (await consumer.committed(tp)) == OffsetAndMetadata(2, "")
         assert await consumer.topics() and topic in await consumer.topics()
+
+
+async def test_a_member_of_many_partitions_rebalances_when_another_joins(
+    url: str, group: str
+) -> None:
+    # 64 partitions: 64 long-polling fetches. A heartbeat must not wait behind them for a
+    # connection, or the first member never learns of the rebalance and both hold everything.
+    name = unique("wide")
+    with Admin(url) as admin:
+        admin.create_topic(name, partitions=64, replication_factor=1)
+    stop = asyncio.Event()
+
+    async def polling(consumer: aio.Consumer) -> None:
+        while not stop.is_set():
+            await consumer.poll(timeout=0.05)
+
+    first = aio.Consumer(url, group_id=group, enable_auto_commit=False)
+    second = aio.Consumer(url, group_id=group, enable_auto_commit=False)
+    async with first, second, asyncio.TaskGroup() as tasks:
+        first.subscribe([name])
+        tasks.create_task(polling(first))
+        deadline = time.monotonic() + 20
+        while len(first.assignment()) < 64:
+            assert time.monotonic() < deadline, "the first member never got its partitions"
+            await asyncio.sleep(0.05)
+        second.subscribe([name])
+        tasks.create_task(polling(second))
+        deadline = time.monotonic() + 15  # heartbeat 3 s, session 10 s: well before expiry
+        while True:
+            mine, theirs = set(first.assignment()), set(second.assignment())
+            if len(mine) == len(theirs) == 32 and not mine & theirs:
+                break
+            assert time.monotonic() < deadline, (len(mine), len(theirs), len(mine & theirs))
+            await asyncio.sleep(0.05)
+        assert first.generation_id == second.generation_id
+        stop.set()
