@@ -132,7 +132,7 @@ class Broker:
         self._resync_pending = False
         self._first_snapshot = True
         self.draining = False
-        """Set when stopping: responses carry ``Connection: close`` (see drain_middleware)."""
+        """Set when stopping: answers carry ``Connection: close`` (api.app.broker_middleware)."""
         self.ready = asyncio.Event()
         """Set once the broker serves HTTP."""
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
-from kbroker.api.errors import drain_middleware, error_middleware
+from kbroker.api.errors import Handler, answer_or_error
 from kbroker.api.fetch import fetch_batches, fetch_records
-from kbroker.api.forward import forwarded_host_middleware
+from kbroker.api.forward import original_host
 from kbroker.api.produce import (
     WORKER_APPEND_PATH,
     append_from_worker,
@@ -21,14 +21,28 @@ from kbroker.api.produce import (
 )
 from kbroker.api.services import SERVICES, Services
 
-__all__ = ["build_app"]
+__all__ = ["broker_middleware", "build_app"]
+
+
+@web.middleware
+async def broker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware of the broker's application (one layer: it runs on every request):
+    the client's original host (kbroker.api.forward.original_host), Confluent error bodies for
+    every failure (kbroker.api.errors), and ``Connection: close`` while the broker drains, so
+    that clients stop reusing connections before it closes them (a request sent on a connection
+    at the moment the server closes it fails ambiguously)."""
+    request = original_host(request)
+    response = await answer_or_error(request, handler)
+    if request.app[SERVICES].draining:
+        response.force_close()
+    return response
 
 
 def build_app(services: Services, *, local: bool = False) -> web.Application:
     """A ready-to-run application serving ``services``. The ``local`` one (served on the
     broker's Unix socket to its HTTP worker processes) also takes their encoded appends."""
     app = web.Application(
-        middlewares=[forwarded_host_middleware, drain_middleware, error_middleware],
+        middlewares=[broker_middleware],
         client_max_size=services.config.max_request_bytes,
     )
     app[SERVICES] = services

@@ -15,10 +15,14 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from kbroker.api.services import SERVICES
 from kbroker.errors import BrokerError, ErrorCode
 
-__all__ = ["drain_middleware", "error_middleware", "error_response", "json_response"]
+__all__ = [
+    "answer_or_error",
+    "error_middleware",
+    "error_response",
+    "json_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,11 @@ def _from_http_exception(exc: web.HTTPException) -> BrokerError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure of ``handler`` as a Confluent error body (see the module docstring)."""
+    return await answer_or_error(request, handler)
+
+
+async def answer_or_error(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BrokerError as exc:
@@ -84,14 +93,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR)
         )
-
-
-@web.middleware
-async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """While the broker is stopping, answer with ``Connection: close`` so that clients stop
-    reusing connections to it before it closes them (a request sent on a connection at the
-    moment the server closes it fails ambiguously)."""
-    response = await handler(request)
-    if request.app[SERVICES].draining:
-        response.force_close()
-    return response

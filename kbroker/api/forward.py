@@ -20,7 +20,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from kbroker.api.errors import Handler
 from kbroker.errors import BrokerError, ErrorCode
 from kclient.protocol import (
     ACKS_HEADER,
@@ -30,7 +29,7 @@ from kclient.protocol import (
     SEQUENCE_HEADER,
 )
 
-__all__ = ["FORWARDED_HOST_HEADER", "HttpPeerClient", "forwarded_host_middleware", "relayed"]
+__all__ = ["FORWARDED_HOST_HEADER", "HttpPeerClient", "original_host", "relayed"]
 
 FORWARDED_HOST_HEADER: Final = "X-Forwarded-Host"
 #: Headers that describe one connection, not the message: never relayed.
@@ -45,15 +44,14 @@ def relayed(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-@web.middleware
-async def forwarded_host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request relayed by a worker process or another broker names, in ``X-Forwarded-Host``,
-    the host its client used; links in the answer (consumer base URIs, v3 ``self``) use it.
-    A malformed value is ignored."""
+def original_host(request: web.Request) -> web.Request:
+    """``request`` as its client sent it: a request relayed by a worker process or another
+    broker names, in ``X-Forwarded-Host``, the host its client used, so that links in the answer
+    (consumer base URIs, v3 ``self``) use it. A malformed value is ignored."""
     host = request.headers.get(FORWARDED_HOST_HEADER)
     if host is not None and _HOST.fullmatch(host):
-        request = request.clone(host=host)
-    return await handler(request)
+        return request.clone(host=host)
+    return request
 
 
 _COPIED_HEADERS: Final = (
