@@ -51,6 +51,9 @@ class ReadParams:
     offset: int
     max_bytes: int
     timeout_ms: int
+    max_records: int | None
+    """At most this many records are wanted (``/records``: rendered; ``/batches``: a hint
+    that bounds how much is read)."""
 
 
 def read_params(request: web.Request, config: BrokerConfig) -> ReadParams:
@@ -73,6 +76,11 @@ def read_params(request: web.Request, config: BrokerConfig) -> ReadParams:
             low=0,
             high=config.fetch_max_wait_ms,
         ),
+        max_records=(
+            int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
+            if "max_records" in request.query
+            else None
+        ),
     )
 
 
@@ -91,6 +99,7 @@ async def _read(request: web.Request, read: ReadParams) -> ReadResult | web.Resp
         read.offset,
         max_bytes=read.max_bytes,
         max_wait_ms=read.timeout_ms,
+        max_records=read.max_records,
     )
 
 
@@ -107,7 +116,7 @@ def records_response(
 ) -> web.Response:
     """The ``/records`` answer for batches read at ``read`` (rendered in the Accept format)."""
     fmt = accepted_format(request.headers.get("Accept"))
-    max_records = int_param(request, "max_records", default=MAX_RECORDS, low=1, high=MAX_RECORDS)
+    max_records = MAX_RECORDS if read.max_records is None else read.max_records
     rendered = render_batches(
         data,
         topic=read.topic,

@@ -160,6 +160,7 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
     path = (
         f"/topics/{read.topic}/partitions/{read.partition}/batches?offset={read.offset}"
         f"&max_bytes={read.max_bytes}&timeout={read.timeout_ms}"
+        + ("" if read.max_records is None else f"&max_records={read.max_records}")
     )
     status, headers, payload = await relay.send(request, method="GET", path=path)
     if status != 200 or not headers.get("Content-Type", "").startswith(MEDIA_BATCHES):

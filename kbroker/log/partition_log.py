@@ -478,12 +478,16 @@ class PartitionLog:
         max_bytes: int,
         max_offset: int | None = None,
         min_one: bool = True,
+        max_records: int | None = None,
     ) -> FetchDataInfo:
         """Whole batches from the one containing ``offset``, from a single segment.
 
         Only batches entirely below ``max_offset`` (exclusive, default and cap: the LEO);
         stops before ``max_bytes`` would be exceeded, except that with ``min_one`` the first
-        batch is returned whatever its size. ``offset`` at or past the bound gives empty data;
+        batch is returned whatever its size. ``max_records`` (a reader that wants no more)
+        lowers ``max_bytes`` to what that many records take at the first batch's bytes per
+        record, with a margin: enough for uniform records, and a reader given fewer simply
+        reads again. ``offset`` at or past the bound gives empty data;
         ``offset`` below the log start or past the LEO raises OffsetOutOfRangeError.
         """
         self._check_open()
@@ -500,6 +504,10 @@ class PartitionLog:
         if offset < limit:
             segment = self._segments[bisect_right(self._bases, offset) - 1]
             position, header = segment.batch_at(offset)
+            if max_records is not None:
+                max_bytes = min(
+                    max_bytes, _bytes_for(offset - header.base_offset + max_records, header)
+                )
             data, next_offset = segment.read(
                 position, header, max_bytes=max_bytes, max_offset=limit, min_one=min_one
             )
@@ -776,3 +784,8 @@ def _remove_leftovers(directory: Path) -> None:
 def _delete_segment_files(directory: Path, base: int) -> None:
     for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
         remove_quietly(segment_path(directory, base, suffix))
+
+
+def _bytes_for(records: int, first: BatchHeader) -> int:
+    """Bytes that ``records`` records take from ``first`` on, estimated from ``first`` (+25%)."""
+    return first.size + (records * first.size * 5) // (first.record_count * 4)

@@ -283,10 +283,12 @@ class ReplicaManager:
         *,
         max_bytes: int,
         max_wait_ms: int,
+        max_records: int | None = None,
     ) -> ReadResult:
-        """Committed batches from ``offset``; waits up to max_wait_ms while there are none."""
+        """Committed batches from ``offset``; waits up to max_wait_ms while there are none.
+        ``max_records``: the reader wants at most that many (bounds how much is read)."""
         replica = self.leader(topic, partition)
-        result = replica.read_committed(offset, max_bytes=max_bytes)
+        result = replica.read_committed(offset, max_bytes=max_bytes, max_records=max_records)
         if result.data or max_wait_ms <= 0:
             return result
         loop = asyncio.get_running_loop()
@@ -296,7 +298,9 @@ class ReplicaManager:
             if remaining <= 0:
                 break
             await replica.hw_signal.wait(remaining)
-            result = self.leader(topic, partition).read_committed(offset, max_bytes=max_bytes)
+            result = self.leader(topic, partition).read_committed(
+                offset, max_bytes=max_bytes, max_records=max_records
+            )
         return result
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int, int]:

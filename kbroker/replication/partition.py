@@ -515,7 +515,12 @@ class Partition:
     # -------------------------------------------------------------------------- consumer side
 
     def read_committed(
-        self, offset: int, *, max_bytes: int, current_leader_epoch: int = -1
+        self,
+        offset: int,
+        *,
+        max_bytes: int,
+        current_leader_epoch: int = -1,
+        max_records: int | None = None,
     ) -> ReadResult:
         """A consumer read: leader only, whole batches below the high watermark."""
         state = self._require_leader()
@@ -531,7 +536,9 @@ class Partition:
             )
         data = b""
         if offset < hw:
-            data = self.log.read(offset, max_bytes=max_bytes, max_offset=hw).data
+            data = self.log.read(
+                offset, max_bytes=max_bytes, max_offset=hw, max_records=max_records
+            ).data
         return ReadResult(
             data=data,
             high_watermark=hw,

@@ -164,6 +164,20 @@ class TestRead:
         assert log_with_batches.read(6, max_bytes=10_000, max_offset=6).data == b""
         assert log_with_batches.read(9, max_bytes=10_000, max_offset=6).data == b""
 
+    def test_max_records_bounds_what_is_read(self, log_dir: Path, clock: FakeClock) -> None:
+        # One segment of 10 batches of 3 records: a reader that wants 4 records from offset 4
+        # (mid-batch) gets the batches holding 4..7 and not the whole segment.
+        log = open_log(log_dir, clock, make_config(index_interval_bytes=0))
+        for i in range(10):
+            append(log, payload_for(i), records=3)
+        wanted = log.read(4, max_bytes=10_000, max_records=4)
+        assert [h.base_offset for h in wanted.headers()][:2] == [3, 6]
+        assert len(list(wanted.headers())) < 10
+        one = log.read(4, max_bytes=10_000, max_records=1)
+        assert next(one.headers()).base_offset == 3
+        assert len(list(log.read(0, max_bytes=10_000).headers())) == 10
+        log.close()
+
     def test_end_and_out_of_range(self, log_with_batches: PartitionLog) -> None:
         at_end = log_with_batches.read(30, max_bytes=10_000)
         assert at_end.data == b"" and at_end.next_offset == 30
