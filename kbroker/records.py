@@ -81,6 +81,11 @@ class ProduceBody:
     records: list[dict[str, Any]]
     format: EmbeddedFormat
     fields: frozenset[str]
+    raw_records: bytes | None = None
+    """The request's own ``records`` array text, when storing it as it came is the same as
+    storing ``records`` re-encoded: records of only ``key`` and ``value`` (nothing is added or
+    rewritten), in a body whose only field is ``records``. It is valid JSON (the whole body was
+    parsed), so it is stored without being encoded again."""
 
     @property
     def codec(self) -> PayloadCodec:
@@ -138,7 +143,8 @@ def _records_of(doc: Any) -> list[Any]:
 
 def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     """Parse and validate a REST Proxy v2 produce body. Raises BrokerError with a 4xx code."""
-    records = _records_of(_loads(body))
+    doc = _loads(body)
+    records = _records_of(doc)
     if not records:
         return ProduceBody(records=[], format=fmt, fields=frozenset())
     if set(map(type, records)) != {dict}:
@@ -147,7 +153,9 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     unknown = fields - RECORD_FIELDS
     if unknown:
         raise InvalidRequestError(f"Unknown record field(s): {', '.join(sorted(unknown))}")
-    parsed = ProduceBody(records=records, format=fmt, fields=fields)
+    parsed = ProduceBody(
+        records=records, format=fmt, fields=fields, raw_records=_raw_records(body, doc, fields)
+    )
     if fmt is EmbeddedFormat.BINARY:
         for name in ("key", "value"):
             if name in fields:
@@ -161,6 +169,18 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     for name in _NULL_MEANS_ABSENT & fields:
         _drop_nulls(records, name)
     return parsed
+
+
+def _raw_records(body: bytes, doc: dict[str, Any], fields: frozenset[str]) -> bytes | None:
+    if len(doc) != 1 or not fields <= _RAW_FIELDS:
+        return None
+    # The body is `{ "records" : [ ... ] }` with optional whitespace: nothing before the array
+    # can hold a "[" (the only key is "records"), nothing after it a "]".
+    return body[body.index(b"[") : body.rindex(b"]") + 1]
+
+
+#: Records with only these fields are stored as the request wrote them.
+_RAW_FIELDS: Final = frozenset({"key", "value"})
 
 
 #: Optional record fields whose explicit ``null`` means "not given": dropped at parse time so
@@ -277,7 +297,8 @@ def encode_partition_records(
         records = [
             r if r.get("timestamp") is not None else r | {"timestamp": now_ms} for r in records
         ]
-    payload = orjson.dumps(records)
+    raw = body.raw_records if len(positions) == len(body.records) else None
+    payload = raw if raw is not None and len(raw) <= max_batch_bytes else orjson.dumps(records)
     if len(payload) <= max_batch_bytes:
         return [_partition_records(records, payload, positions, stamped, now_ms)]
     return _split(records, positions, stamped, now_ms, max_batch_bytes)

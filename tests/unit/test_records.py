@@ -741,3 +741,51 @@ class _Clock:
 
     async def sleep(self, seconds: float) -> None:
         return None
+
+
+# ---------------------------------------------------------------- storing the request's bytes
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"records":[{"value":{"a":1}},{"key":"k","value":[1,2]}]}',
+        b'{ "records" : [\n  {"value": "x [ ] y"},\n  {"value": null}\n] }\n',
+        b'{"rec\\u006frds":[{"value":"]"}]}',
+    ],
+)
+def test_plain_records_are_stored_as_the_request_wrote_them(body: bytes) -> None:
+    parsed = parse_produce_body(body, EmbeddedFormat.JSON)
+    assert parsed.raw_records is not None
+    assert orjson.loads(parsed.raw_records) == parsed.records
+    (batch,) = encode_partition_records(
+        parsed, range(len(parsed.records)), now_ms=5, log_append_time=False, max_batch_bytes=1000
+    )
+    assert batch.payload == parsed.raw_records
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"records": [{"value": 1, "timestamp": 7}]},
+        {"records": [{"value": 1, "partition": 0}]},
+        {"records": [{"value": 1, "headers": None}]},
+        {"records": [{"value": 1}], "value_schema_id": None},
+    ],
+)
+def test_records_the_broker_rewrites_are_encoded_again(doc: dict[str, Any]) -> None:
+    parsed = parse_produce_body(orjson.dumps(doc), EmbeddedFormat.JSON)
+    assert parsed.raw_records is None
+
+
+def test_a_request_split_over_partitions_or_batches_is_encoded_per_part() -> None:
+    body = orjson.dumps({"records": [{"value": "v" * 50} for _ in range(4)]})
+    parsed = parse_produce_body(body, EmbeddedFormat.JSON)
+    (half,) = encode_partition_records(
+        parsed, [0, 2], now_ms=5, log_append_time=False, max_batch_bytes=1000
+    )
+    assert orjson.loads(half.payload) == [parsed.records[0], parsed.records[2]]
+    split = encode_partition_records(
+        parsed, range(4), now_ms=5, log_append_time=False, max_batch_bytes=150
+    )
+    assert [r for b in split for r in orjson.loads(b.payload)] == parsed.records
