@@ -1,8 +1,9 @@
 """CI smoke of the chaos suite: a short ``python -m kbroker.testing.chaos`` run, fixed seed.
 
-About two minutes of workload (3 ZooKeeper nodes, 3 brokers, an idempotent acks=all writer on
-3 partitions, two group consumers) under every fault kind of the nemesis, then healing and the
-full check. The whole test stays under four minutes. It needs root (iptables, loop mounts,
+Two and a half minutes of workload (3 ZooKeeper nodes, 3 brokers, an idempotent acks=all writer
+on 3 partitions, two group consumers) under the nemesis (with this seed its schedule deals all
+ten fault kinds, 15 faults), then healing and the full check. The whole test stays under four
+minutes. It needs root (iptables, loop mounts,
 cgroups) and fails, rather than skips, without it: CI runs as root.
 """
 
@@ -28,7 +29,7 @@ SEED = 20261122
 def test_chaos_smoke(tmp_path: Path) -> None:
     assert os.geteuid() == 0, "the chaos smoke needs root (iptables, mount, cgroups)"
     out = tmp_path / "out"
-    report = run(RunConfig(minutes=2.0, seed=SEED, out=out, partitions=3, disk_mb=256))
+    report = run(RunConfig(minutes=2.5, seed=SEED, out=out, partitions=3, disk_mb=256))
     assert report["ok"], summary(report) + "\n" + json.dumps(report.get("liveness"))
     counts = report["check"]["anomalies"]
     assert set(counts) == set(ANOMALIES)
@@ -37,9 +38,9 @@ def test_chaos_smoke(tmp_path: Path) -> None:
     assert totals["acked"] > 1000 and totals["acked"] == totals["read_back"]
     assert totals["polled_records"] >= totals["acked"]
     faults = report["faults"]
-    assert len(faults) >= 8, faults
+    assert len(faults) >= 12, faults
     assert not [f for f in faults if f["error"]], faults
-    assert len({f["kind"] for f in faults}) >= 5
+    assert len({f["kind"] for f in faults}) >= 8, faults
     assert set(report["kinds"]) == set(KINDS)
     assert (out / "timeline.png").stat().st_size > 10_000
     assert json.loads((out / "report.json").read_text())["ok"]

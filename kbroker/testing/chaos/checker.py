@@ -22,10 +22,10 @@ It wraps :func:`kbroker.testing.workload.check` (the writer's view: ``lost``, ``
 * ``sequence_errors``: idempotent retries refused as out of order (a sign the leader lost the
   batch before: reported, and counted as an anomaly).
 
-It also computes availability: for each fault, per partition, the longest time without an
-acknowledged write that overlaps the fault's window (from injection to :data:`SETTLE_S` after
-the heal, or to the next fault's injection if that comes first); and per fault kind the median
-and maximum of the worst partition's figure, over faults that did not overlap another one.
+It also computes availability: for each fault, per partition, the longest stretch without an
+acknowledged write inside the fault's window (from injection to :data:`SETTLE_S` after the
+heal, or to the next fault's injection if that comes first); and per fault kind the median and
+maximum of the worst partition's figure, over faults that did not overlap another one.
 
 Pure functions over the histories; no I/O.
 """
@@ -290,16 +290,12 @@ def _ack_times(attempts: Sequence[Attempt]) -> dict[int, list[float]]:
 
 
 def _longest_gap(times: Sequence[float], start: float, end: float) -> float:
-    """The longest interval between consecutive acks (or the window's ends, when there are no
-    acks beyond them) that overlaps [start, end]."""
-    first = max(bisect_left(times, start) - 1, 0)
-    last = min(bisect_left(times, end) + 1, len(times))
-    window = list(times[first:last])
-    if not window or window[0] > start:
-        window.insert(0, start)
-    if window[-1] < end:
-        window.append(end)
-    return max((b - a for a, b in itertools.pairwise(window) if b > start), default=0.0)
+    """The longest stretch of [start, end] without an ack: the gaps between consecutive acks
+    (and the window's ends), each clipped to the window."""
+    first = bisect_left(times, start)
+    last = bisect_left(times, end)
+    window = [start, *times[first:last], end]
+    return max((b - a for a, b in itertools.pairwise(window)), default=0.0)
 
 
 def longest_gaps(

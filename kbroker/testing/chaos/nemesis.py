@@ -376,19 +376,28 @@ def plan(
     gap_s: tuple[float, float] = (3.0, 8.0),
 ) -> list[Planned]:
     """A seeded schedule: faults one after another with quiet gaps; with probability
-    ``overlap`` a second fault starts while one is active. Every fault is healed by ``end_s``.
+    ``overlap`` a second fault starts while one is active. Kinds are dealt from a shuffled
+    deck (every kind once before any twice). Every fault is healed by ``end_s``.
     Deterministic for a given rng state."""
+    deck: list[str] = []
+
+    def deal() -> str:
+        if not deck:
+            deck.extend(kinds)
+            rng.shuffle(deck)
+        return deck.pop()
+
     out: list[Planned] = []
     at = start_s
     while True:
-        kind = rng.choice(kinds)
+        kind = deal()
         low, high = KINDS[kind].durations
         duration = rng.uniform(low, high)
         if at + duration > end_s:
             break
         out.append(Planned(round(at, 3), kind, round(duration, 3)))
         if rng.random() < overlap:
-            second = rng.choice(kinds)
+            second = deal()
             low2, high2 = KINDS[second].durations
             at2 = at + duration * rng.uniform(0.2, 0.6)
             duration2 = min(rng.uniform(low2, high2), end_s - at2)

@@ -143,6 +143,7 @@ async def test_power_loss_with_fsync_policy_loses_nothing_acknowledged(
     result, cut = await _single_broker_power_loss(
         tmp_path, zk_single.connect_string + zk_chroot, FSYNC_ON, processes
     )
+    print(f"fsync on: {result.summary()}; power cut: {cut}")
     assert result.acked > 200, result.summary()
     assert result.ok, f"{result.summary()} after {cut}"
 
@@ -154,6 +155,7 @@ async def test_power_loss_without_fsync_loses_acknowledged_records(
     result, cut = await _single_broker_power_loss(
         tmp_path, zk_single.connect_string + zk_chroot, {}, processes
     )
+    print(f"fsync off: {result.summary()}; power cut: {cut}")
     assert cut.bytes_cut > 0 or cut.removed, cut
     assert result.lost, f"{result.summary()} after {cut}"
     assert not (result.duplicated or result.unexpected or result.inconsistent_offsets)
