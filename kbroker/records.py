@@ -366,6 +366,7 @@ def _split(
 # -------------------------------------------------------------------------- offsets response
 
 _OFFSET_SEP: Final = b',"error_code":null,"error":null},{"partition":%d,"offset":'
+_RESPONSE_END: Final = b'],"key_schema_id":null,"value_schema_id":null}'
 
 
 def encode_offsets_response(
@@ -385,15 +386,17 @@ def encode_offsets_response(
     """
     if results is None:
         if record_count == 0 or partition is None or base_offset is None:
-            body = b""
-        else:
-            numbers = orjson.dumps(list(range(base_offset, base_offset + record_count)))
-            body = (
-                b'{"partition":%d,"offset":' % partition
-                + numbers[1:-1].replace(b",", _OFFSET_SEP % partition)
-                + b',"error_code":null,"error":null}'
+            return b'{"offsets":[' + _RESPONSE_END
+        numbers = orjson.dumps(list(range(base_offset, base_offset + record_count)))
+        # One join, no intermediate copies of the (large) answer.
+        return b"".join(
+            (
+                b'{"offsets":[{"partition":%d,"offset":' % partition,
+                numbers[1:-1].replace(b",", _OFFSET_SEP % partition),
+                b',"error_code":null,"error":null}',
+                _RESPONSE_END,
             )
-        return b'{"offsets":[' + body + b'],"key_schema_id":null,"value_schema_id":null}'
+        )
     offsets = [
         {"partition": r[0], "offset": r[1], "error_code": r[2], "error": r[3]}
         | ({"after_append": True} if len(r) > 4 and r[4] else {})
