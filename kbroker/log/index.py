@@ -29,7 +29,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final, Self
 
 from kbroker.log._fileio import AppendOnlyFile
 
@@ -58,54 +58,82 @@ def _strictly_increasing(values: Sequence[int]) -> bool:
     return all(map(operator.lt, values, islice(values, 1, None)))
 
 
-def _int32_columns(data: bytes) -> tuple[array[int], array[int]]:
-    """Split big-endian (int32, int32) pairs into two columns."""
-    flat = array("i")
-    flat.frombytes(data)
-    if sys.byteorder == "little":
-        flat.byteswap()
-    return flat[0::2], flat[1::2]
+def _unpack_columns(entry_format: str, data: bytes) -> tuple[array[int], array[int]]:
+    """Split big-endian ``entry_format`` entries (e.g. ``">qi"``) into two columns, arrays of
+    the format's two typecodes."""
+    first, second = entry_format[1], entry_format[2]
+    if first == second == "i":  # int32 pairs: one array, no tuple of Python ints
+        flat = array("i")
+        flat.frombytes(data)
+        if sys.byteorder == "little":
+            flat.byteswap()
+        return flat[0::2], flat[1::2]
+    count = len(data) // struct.calcsize(entry_format)
+    values = struct.unpack(">" + entry_format[1:] * count, data)
+    return array(first, values[0::2]), array(second, values[1::2])
 
 
-class OffsetIndex:
-    """Sparse map from a batch's base offset to the file position where the batch starts.
+def _pack_columns(pair: str, first: Sequence[int], second: Sequence[int]) -> bytes:
+    """Pack two equally long columns as big-endian ``pair`` entries (e.g. ``">qi"``)."""
+    flat: list[int] = [0] * (2 * len(first))
+    flat[0::2] = first
+    flat[1::2] = second
+    return struct.pack(">" + pair[1:] * len(first), *flat)
 
-    Invariants: relative offsets and positions both strictly increase; a non-empty segment's
-    first entry is ``(base_offset, 0)``; every position is below the segment's size and every
-    offset below its end offset. See the module docstring for the file format.
+
+class _ColumnIndex:
+    """What both indexes share: two columns kept whole in memory, one of them the relative
+    offsets (``_offsets``), and their file of fixed-size big-endian ``ENTRY_FORMAT`` entries.
+
+    A subclass names the columns: :meth:`_columns` returns them in file order and
+    :meth:`_set_columns` binds them (from the file order).
     """
 
-    __slots__ = ("_file", "_offsets", "_positions", "base_offset")
+    __slots__ = ("_file", "base_offset")
+
+    #: One entry in file order, e.g. ``">ii"``; its two letters are the columns' typecodes.
+    ENTRY_FORMAT: ClassVar[str]
+    ENTRY_SIZE: ClassVar[int]
+    _offsets: array[int]
 
     def __init__(
-        self, file: AppendOnlyFile, base_offset: int, offsets: array[int], positions: array[int]
+        self, file: AppendOnlyFile, base_offset: int, first: array[int], second: array[int]
     ) -> None:
         self._file = file
         self.base_offset = base_offset
-        self._offsets = offsets
-        self._positions = positions
+        self._set_columns(first, second)
+
+    def _columns(self) -> tuple[array[int], array[int]]:
+        raise NotImplementedError
+
+    def _set_columns(self, first: array[int], second: array[int]) -> None:
+        raise NotImplementedError
 
     @classmethod
-    def create(cls, path: Path, base_offset: int) -> OffsetIndex:
-        return cls(AppendOnlyFile.open(path, create=True), base_offset, array("i"), array("i"))
+    def create(cls, path: Path, base_offset: int) -> Self:
+        file = AppendOnlyFile.open(path, create=True)
+        return cls(file, base_offset, array(cls.ENTRY_FORMAT[1]), array(cls.ENTRY_FORMAT[2]))
 
     @classmethod
-    def load(cls, path: Path, base_offset: int) -> OffsetIndex:
+    def load(cls, path: Path, base_offset: int) -> Self:
         """Read an index file; raises CorruptIndexError when its entries are malformed."""
         file = AppendOnlyFile.open(path)
         try:
             data = file.read_all()
-            if len(data) % OFFSET_ENTRY_SIZE:
-                raise CorruptIndexError(f"{path}: size {len(data)} is not a multiple of 8")
-            offsets, positions = _int32_columns(data)
-            if not (_strictly_increasing(offsets) and _strictly_increasing(positions)):
+            if len(data) % cls.ENTRY_SIZE:
+                raise CorruptIndexError(
+                    f"{path}: size {len(data)} is not a multiple of {cls.ENTRY_SIZE}"
+                )
+            first, second = _unpack_columns(cls.ENTRY_FORMAT, data)
+            if not (_strictly_increasing(first) and _strictly_increasing(second)):
                 raise CorruptIndexError(f"{path}: entries do not strictly increase")
-            if offsets and offsets[0] < 0:
+            index = cls(file, base_offset, first, second)
+            if index._offsets and index._offsets[0] < 0:
                 raise CorruptIndexError(f"{path}: negative relative offset")
         except BaseException:
             file.close()
             raise
-        return cls(file, base_offset, offsets, positions)
+        return index
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -113,6 +141,62 @@ class OffsetIndex:
     @property
     def path(self) -> Path:
         return self._file.path
+
+    def append(self, first: Sequence[int], second: Sequence[int]) -> None:
+        """Add entries (the two columns in file order): file first, then memory.
+
+        Raises StorageError with the file cut back and memory unchanged.
+        """
+        if not first:
+            return
+        self._file.append([_pack_columns(self.ENTRY_FORMAT, first, second)])
+        for column, values in zip(self._columns(), (first, second), strict=True):
+            column.extend(values)
+
+    def drop_last(self, count: int) -> None:
+        """Undo the last ``count`` appended entries after a failed multi-file append."""
+        keep = len(self._offsets) - count
+        for column in self._columns():
+            del column[keep:]
+        self._file.rollback(keep * self.ENTRY_SIZE)
+
+    def truncate_to(self, end_offset: int) -> None:
+        """Remove every entry whose offset is >= ``end_offset``. Raises StorageError."""
+        keep = bisect_left(self._offsets, end_offset - self.base_offset)
+        if keep < len(self._offsets):
+            self._file.truncate(keep * self.ENTRY_SIZE)
+            for column in self._columns():
+                del column[keep:]
+
+    def fsync(self) -> None:
+        self._file.fsync()
+
+    def rename(self, path: Path) -> None:
+        self._file.rename(path)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class OffsetIndex(_ColumnIndex):
+    """Sparse map from a batch's base offset to the file position where the batch starts.
+
+    Entries are (relative offset, position): the columns of :meth:`append` and :meth:`replace`.
+    Invariants: relative offsets and positions both strictly increase; a non-empty segment's
+    first entry is ``(base_offset, 0)``; every position is below the segment's size and every
+    offset below its end offset. See the module docstring for the file format.
+    """
+
+    __slots__ = ("_offsets", "_positions")
+
+    ENTRY_FORMAT = ">ii"
+    ENTRY_SIZE = OFFSET_ENTRY_SIZE
+
+    def _columns(self) -> tuple[array[int], array[int]]:
+        return self._offsets, self._positions
+
+    def _set_columns(self, offsets: array[int], positions: array[int]) -> None:
+        self._offsets, self._positions = offsets, positions
 
     @property
     def last_position(self) -> int | None:
@@ -136,32 +220,6 @@ class OffsetIndex:
             return self.base_offset, 0
         return self.base_offset + self._offsets[slot], self._positions[slot]
 
-    def append(self, offsets: Sequence[int], positions: Sequence[int]) -> None:
-        """Add entries (relative offsets, positions): file first, then memory.
-
-        Raises StorageError with the file cut back and memory unchanged.
-        """
-        if not offsets:
-            return
-        self._file.append([_pack_columns(">ii", offsets, positions)])
-        self._offsets.extend(offsets)
-        self._positions.extend(positions)
-
-    def drop_last(self, count: int) -> None:
-        """Undo the last ``count`` appended entries after a failed multi-file append."""
-        keep = len(self._offsets) - count
-        del self._offsets[keep:]
-        del self._positions[keep:]
-        self._file.rollback(keep * OFFSET_ENTRY_SIZE)
-
-    def truncate_to(self, end_offset: int) -> None:
-        """Remove every entry whose offset is >= ``end_offset``. Raises StorageError."""
-        keep = bisect_left(self._offsets, end_offset - self.base_offset)
-        if keep < len(self._offsets):
-            self._file.truncate(keep * OFFSET_ENTRY_SIZE)
-            del self._offsets[keep:]
-            del self._positions[keep:]
-
     def replace(self, offsets: array[int], positions: array[int]) -> None:
         """Replace every entry (relative offsets, positions), memory and file."""
         flat = array("i", bytes(8 * len(offsets)))
@@ -170,7 +228,7 @@ class OffsetIndex:
         if sys.byteorder == "little":
             flat.byteswap()
         self._file.replace_content(flat.tobytes())
-        self._offsets, self._positions = offsets, positions
+        self._set_columns(offsets, positions)
 
     def sanity_check(self, log_size: int, end_offset: int | None) -> None:
         """Raise CorruptIndexError unless the entries fit a log of ``log_size`` bytes."""
@@ -185,72 +243,26 @@ class OffsetIndex:
         if end_offset is not None and self.base_offset + self._offsets[-1] >= end_offset:
             raise CorruptIndexError(f"{self.path}: entry past the segment's end offset")
 
-    def fsync(self) -> None:
-        self._file.fsync()
 
-    def rename(self, path: Path) -> None:
-        self._file.rename(path)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _pack_columns(pair: str, first: Sequence[int], second: Sequence[int]) -> bytes:
-    """Pack two equally long columns as big-endian ``pair`` entries (e.g. ``">qi"``)."""
-    flat: list[int] = [0] * (2 * len(first))
-    flat[0::2] = first
-    flat[1::2] = second
-    return struct.pack(">" + pair[1:] * len(first), *flat)
-
-
-class TimeIndex:
+class TimeIndex(_ColumnIndex):
     """Sparse map from "largest timestamp so far" to the base offset of a batch.
 
+    Entries are (timestamp, relative offset): the columns of :meth:`append` and :meth:`replace`.
     Invariants: timestamps and offsets both strictly increase (an entry is only added when
     the segment's largest timestamp grew); every offset lies in ``[base, end)`` of the segment.
     See the module docstring for the meaning of an entry and the file format.
     """
 
-    __slots__ = ("_file", "_offsets", "_timestamps", "base_offset")
+    __slots__ = ("_offsets", "_timestamps")
 
-    def __init__(
-        self, file: AppendOnlyFile, base_offset: int, timestamps: array[int], offsets: array[int]
-    ) -> None:
-        self._file = file
-        self.base_offset = base_offset
-        self._timestamps = timestamps
-        self._offsets = offsets
+    ENTRY_FORMAT = ">qi"
+    ENTRY_SIZE = TIME_ENTRY_SIZE
 
-    @classmethod
-    def create(cls, path: Path, base_offset: int) -> TimeIndex:
-        return cls(AppendOnlyFile.open(path, create=True), base_offset, array("q"), array("i"))
+    def _columns(self) -> tuple[array[int], array[int]]:
+        return self._timestamps, self._offsets
 
-    @classmethod
-    def load(cls, path: Path, base_offset: int) -> TimeIndex:
-        """Read a time-index file; raises CorruptIndexError when its entries are malformed."""
-        file = AppendOnlyFile.open(path)
-        try:
-            data = file.read_all()
-            count, rest = divmod(len(data), TIME_ENTRY_SIZE)
-            if rest:
-                raise CorruptIndexError(f"{path}: size {len(data)} is not a multiple of 12")
-            flat = struct.unpack(">" + "qi" * count, data)
-            timestamps, offsets = array("q", flat[0::2]), array("i", flat[1::2])
-            if not (_strictly_increasing(timestamps) and _strictly_increasing(offsets)):
-                raise CorruptIndexError(f"{path}: entries do not strictly increase")
-            if offsets and offsets[0] < 0:
-                raise CorruptIndexError(f"{path}: negative relative offset")
-        except BaseException:
-            file.close()
-            raise
-        return cls(file, base_offset, timestamps, offsets)
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
+    def _set_columns(self, timestamps: array[int], offsets: array[int]) -> None:
+        self._timestamps, self._offsets = timestamps, offsets
 
     @property
     def last_timestamp(self) -> int:
@@ -266,36 +278,10 @@ class TimeIndex:
         slot = bisect_left(self._timestamps, timestamp) - 1
         return self.base_offset + (self._offsets[slot] if slot >= 0 else 0)
 
-    def append(self, timestamps: Sequence[int], offsets: Sequence[int]) -> None:
-        """Add entries (timestamps, relative offsets): file first, then memory.
-
-        Raises StorageError with the file cut back and memory unchanged.
-        """
-        if not offsets:
-            return
-        self._file.append([_pack_columns(">qi", timestamps, offsets)])
-        self._timestamps.extend(timestamps)
-        self._offsets.extend(offsets)
-
-    def drop_last(self, count: int) -> None:
-        """Undo the last ``count`` appended entries after a failed multi-file append."""
-        keep = len(self._offsets) - count
-        del self._offsets[keep:]
-        del self._timestamps[keep:]
-        self._file.rollback(keep * TIME_ENTRY_SIZE)
-
-    def truncate_to(self, end_offset: int) -> None:
-        """Remove every entry whose offset is >= ``end_offset``. Raises StorageError."""
-        keep = bisect_left(self._offsets, end_offset - self.base_offset)
-        if keep < len(self._offsets):
-            self._file.truncate(keep * TIME_ENTRY_SIZE)
-            del self._offsets[keep:]
-            del self._timestamps[keep:]
-
     def replace(self, timestamps: array[int], offsets: array[int]) -> None:
         """Replace every entry (timestamps, relative offsets), memory and file."""
-        self._file.replace_content(_pack_columns(">qi", timestamps, offsets))
-        self._timestamps, self._offsets = timestamps, offsets
+        self._file.replace_content(_pack_columns(self.ENTRY_FORMAT, timestamps, offsets))
+        self._set_columns(timestamps, offsets)
 
     def sanity_check(self, end_offset: int | None) -> None:
         """Raise CorruptIndexError when an entry lies past the segment's end offset."""
@@ -305,12 +291,3 @@ class TimeIndex:
             and (self.base_offset + self._offsets[-1] >= end_offset)
         ):
             raise CorruptIndexError(f"{self.path}: entry past the segment's end offset")
-
-    def fsync(self) -> None:
-        self._file.fsync()
-
-    def rename(self, path: Path) -> None:
-        self._file.rename(path)
-
-    def close(self) -> None:
-        self._file.close()
