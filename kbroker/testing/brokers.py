@@ -27,13 +27,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final
 
 from kbroker.testing.local import (
     LOOPBACK,
     SERVING_MODES,
     ManagedProcess,
     ProcessError,
+    StartCloseContext,
     ZooKeeperEnsemble,
     ZooKeeperNode,
     ZooKeeperPorts,
@@ -95,6 +96,51 @@ def http_json(
         raw = exc.read()
         status = exc.code
     return status, json.loads(raw) if raw else None
+
+
+def cluster_id(url: str) -> str:
+    """The id of the cluster of the broker at ``url``."""
+    _, clusters = http_json(f"{url}/v3/clusters")
+    return str(clusters["data"][0]["cluster_id"])
+
+
+class ClusterAdmin:
+    """What a cluster helper asks and changes through the v3 API of any live broker: a base of
+    :class:`LocalCluster` and :class:`kbroker.testing.containers.KBrokerCluster`, which give
+    :meth:`any_url` and the error raised (``admin_error``)."""
+
+    admin_error: ClassVar[type[Exception]] = ProcessError
+
+    def any_url(self) -> str:
+        raise NotImplementedError
+
+    def controller(self) -> int | None:
+        status, body = http_json(f"{self.any_url()}/v3/clusters")
+        if status != 200:
+            return None
+        related = body["data"][0].get("controller")
+        return int(related["related"].rsplit("/", 1)[1]) if related else None
+
+    def create_topic(
+        self,
+        name: str,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        configs: Mapping[str, str] | None = None,
+    ) -> None:
+        url = self.any_url()
+        body = {
+            "topic_name": name,
+            "partitions_count": partitions,
+            "replication_factor": replication_factor,
+            "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()],
+        }
+        status, answer = http_json(
+            f"{url}/v3/clusters/{cluster_id(url)}/topics", method="POST", body=body
+        )
+        if status != 201:
+            raise self.admin_error(f"create topic {name}: {status} {answer}")
 
 
 class BrokerProcess:
@@ -214,7 +260,7 @@ class BrokerProcess:
         return self.process.log_tail(lines)
 
 
-class LocalCluster:
+class LocalCluster(StartCloseContext, ClusterAdmin):
     """A ZooKeeper ensemble and ``brokers`` kbroker processes on 127.0.0.1."""
 
     MANIFEST: Final = "cluster.json"
@@ -261,13 +307,6 @@ class LocalCluster:
         self._log_level = log_level
         self.brokers: list[BrokerProcess] = []
         """The broker processes, created by :meth:`start` (ids 1..N)."""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def zookeeper_connect(self) -> str:
@@ -391,36 +430,6 @@ class LocalCluster:
     def leader_of(self, topic: str, partition: int) -> int | None:
         leader = self.partition(topic, partition)["leader"]
         return int(leader) if leader is not None else None
-
-    def controller(self) -> int | None:
-        status, body = http_json(f"{self.any_url()}/v3/clusters")
-        if status != 200:
-            return None
-        related = body["data"][0].get("controller")
-        return int(related["related"].rsplit("/", 1)[1]) if related else None
-
-    def create_topic(
-        self,
-        name: str,
-        *,
-        partitions: int = 1,
-        replication_factor: int = 1,
-        configs: Mapping[str, str] | None = None,
-    ) -> None:
-        url = self.any_url()
-        status, clusters = http_json(f"{url}/v3/clusters")
-        cluster_id = clusters["data"][0]["cluster_id"]
-        body = {
-            "topic_name": name,
-            "partitions_count": partitions,
-            "replication_factor": replication_factor,
-            "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()],
-        }
-        status, answer = http_json(
-            f"{url}/v3/clusters/{cluster_id}/topics", method="POST", body=body
-        )
-        if status != 201:
-            raise ProcessError(f"create topic {name}: {status} {answer}")
 
     def close(self) -> None:
         """Kill every broker and the owned ensemble; leaves no process behind."""

@@ -49,7 +49,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import docker
 import docker.errors
@@ -58,8 +58,8 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from kbroker import __version__
-from kbroker.testing.brokers import http_json
-from kbroker.testing.local import LOOPBACK, four_letter_word, free_ports
+from kbroker.testing.brokers import ClusterAdmin, cluster_id, http_json
+from kbroker.testing.local import LOOPBACK, StartCloseContext, four_letter_word, free_ports
 
 __all__ = [
     "FAST_FAILOVER",
@@ -283,7 +283,7 @@ def _new_prefix(kind: str) -> str:
     return f"kbroker-tc-{kind}-{uuid.uuid4().hex[:8]}"
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(StartCloseContext):
     """``size`` ZooKeeper nodes in containers, ``zk1..zkN`` on a network of their own.
 
     ``connect_string`` is for the host (``127.0.0.1:PORT,...``, ports picked free at start);
@@ -310,13 +310,6 @@ class ZooKeeperEnsemble:
         self.network = _OwnedNetwork(self.prefix, self.prefix)
         self.nodes: list[_Node] = []
         self._network_created = False
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<ZooKeeperEnsemble {self.prefix} size={self.size}>"
@@ -479,7 +472,7 @@ class ZooKeeperEnsemble:
         self.wait_ready(timeout)
 
 
-class KBrokerCluster:
+class KBrokerCluster(StartCloseContext, ClusterAdmin):
     """``brokers`` kbroker containers against a ZooKeeper ensemble in containers.
 
     Without ``zookeeper`` the cluster makes (and closes) a ``zookeeper_nodes``-node ensemble of
@@ -489,6 +482,8 @@ class KBrokerCluster:
 
     :attr:`bootstrap_url` is ``http://127.0.0.1:P1,...``; :meth:`url` gives broker ``i``'s.
     """
+
+    admin_error = ContainerError
 
     def __init__(
         self,
@@ -520,13 +515,6 @@ class KBrokerCluster:
         self.prefix = _new_prefix("cluster")
         self.brokers: list[_Node] = []
         self.ports: list[int] = []
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<KBrokerCluster {self.prefix} {self.bootstrap_url}>"
@@ -702,9 +690,7 @@ class KBrokerCluster:
         broker (``via``) when their agreement matters.
         """
         url = self.url(via) if via is not None else self.any_url()
-        _, clusters = http_json(f"{url}/v3/clusters")
-        cluster_id = clusters["data"][0]["cluster_id"]
-        path = f"/v3/clusters/{cluster_id}/topics/{topic}/partitions/{partition}/replicas"
+        path = f"/v3/clusters/{cluster_id(url)}/topics/{topic}/partitions/{partition}/replicas"
         status, body = http_json(url + path)
         if status != 200:
             raise ContainerError(f"replicas of {topic}-{partition}: {status} {body}")
@@ -714,36 +700,6 @@ class KBrokerCluster:
 
     def leader_of(self, topic: str, partition: int) -> int | None:
         return self.leader_and_isr(topic, partition)[0]
-
-    def controller(self) -> int | None:
-        status, body = http_json(f"{self.any_url()}/v3/clusters")
-        if status != 200:
-            return None
-        related = body["data"][0].get("controller")
-        return int(related["related"].rsplit("/", 1)[1]) if related else None
-
-    def create_topic(
-        self,
-        name: str,
-        *,
-        partitions: int = 1,
-        replication_factor: int = 1,
-        configs: Mapping[str, str] | None = None,
-    ) -> None:
-        url = self.any_url()
-        _, clusters = http_json(f"{url}/v3/clusters")
-        cluster_id = clusters["data"][0]["cluster_id"]
-        body = {
-            "topic_name": name,
-            "partitions_count": partitions,
-            "replication_factor": replication_factor,
-            "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()],
-        }
-        status, answer = http_json(
-            f"{url}/v3/clusters/{cluster_id}/topics", method="POST", body=body
-        )
-        if status != 201:
-            raise ContainerError(f"create topic {name}: {status} {answer}")
 
     def http_inside(
         self,

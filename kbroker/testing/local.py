@@ -72,6 +72,24 @@ SERVING_MODES: Final = frozenset({"leader", "follower", "standalone"})
 _POLL_S: Final = 0.1
 
 
+class StartCloseContext:
+    """``with`` for the helpers of kbroker.testing: :meth:`start` on entry, :meth:`close` on
+    exit (whatever the exit)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class ProcessError(RuntimeError):
     """A managed process did not start, stop or answer in time."""
 
@@ -587,7 +605,7 @@ def _zookeeper_argv(config_path: Path) -> list[str]:
     return [java, *JAVA_OPTS, "-cp", classpath, ZOOKEEPER_MAIN, str(config_path)]
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(StartCloseContext):
     """A ZooKeeper ensemble of 1 or 3 (or any odd number of) nodes on 127.0.0.1.
 
     One node runs standalone; more form a quorum (``server.N`` lines). Ports are picked free
@@ -628,13 +646,6 @@ class ZooKeeperEnsemble:
         self.start_timeout_s = start_timeout_s
         self._fixed_ports = list(ports) if ports is not None else None
         self.nodes: tuple[ZooKeeperNode, ...] = self._make_nodes(self._fixed_ports)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<ZooKeeperEnsemble size={self.size} {self.connect_string}>"
