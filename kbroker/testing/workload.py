@@ -165,6 +165,29 @@ class Writer:
     def acked(self) -> list[Outcome]:
         return [o for o in self.history.values() if o.status == "acked"]
 
+    async def wait_acks(self, more: int, timeout: float) -> None:
+        """Until ``more`` records more than now are acknowledged; AssertionError (with the
+        failures) when that takes over ``timeout`` seconds."""
+        goal = len(self.acked()) + more
+        deadline = time.monotonic() + timeout
+        while len(self.acked()) < goal:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"writer stalled: {self.failures}")
+            await asyncio.sleep(0.05)
+
+    def gap_after(self, partition: int, since: float) -> float:
+        """Seconds from ``since`` until the first record of ``partition`` sent after it was
+        acknowledged (how long the partition did not take writes); AssertionError when none
+        was."""
+        times = sorted(
+            o.sent_at for o in self.acked() if o.partition == partition and o.sent_at >= since
+        )
+        if not times:
+            raise AssertionError(
+                f"partition {partition} took no write after the fault: {self.failures}"
+            )
+        return times[0] - since
+
 
 async def read_partition(
     url: str, topic: str, partition: int, *, timeout_s: float = 60.0

@@ -95,30 +95,13 @@ async def _start(cluster: KBrokerCluster, urls: list[str]) -> tuple[Writer, asyn
     await asyncio.to_thread(_wait_in_sync, cluster, TOPIC, PARTITIONS, 30)
     writer = Writer(urls=urls, topic=TOPIC, partitions=PARTITIONS)
     task = asyncio.create_task(writer.run(duration_s=150))
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
     return writer, task
-
-
-async def _wait_acks(writer: Writer, more: int, timeout: float) -> None:
-    goal = len(writer.acked()) + more
-    deadline = time.monotonic() + timeout
-    while len(writer.acked()) < goal:
-        assert time.monotonic() < deadline, f"writer stalled: {writer.failures}"
-        await asyncio.sleep(0.05)
-
-
-def _gap_after(writer: Writer, partition: int, since: float) -> float:
-    """Seconds from ``since`` to the first record of ``partition`` sent after it and acked."""
-    times = sorted(
-        o.sent_at for o in writer.acked() if o.partition == partition and o.sent_at >= since
-    )
-    assert times, f"partition {partition} took no write after the fault: {writer.failures}"
-    return times[0] - since
 
 
 async def _finish(cluster: KBrokerCluster, writer: Writer, task: asyncio.Task[None]) -> CheckResult:
     """More acks after healing, then stop and check the history against every partition."""
-    await _wait_acks(writer, 50, 40)
+    await writer.wait_acks(50, 40)
     writer.stop()
     await task
     await asyncio.to_thread(_wait_in_sync, cluster, TOPIC, PARTITIONS, 60)
@@ -174,8 +157,8 @@ async def test_leader_failover_after_kill(kcluster: KBrokerCluster) -> None:
     await asyncio.to_thread(kcluster.kill_broker, victim)
     new = await asyncio.to_thread(_wait_new_leader, kcluster, 0, victim, SESSION_TIMEOUT_S + 10)
     assert new != victim
-    await _wait_acks(writer, 100, 40)
-    gap = _gap_after(writer, 0, killed_at)
+    await writer.wait_acks(100, 40)
+    gap = writer.gap_after(0, killed_at)
     assert gap <= SESSION_TIMEOUT_S + 5, f"partition 0 took no write for {gap:.1f} s"
     await asyncio.to_thread(kcluster.start_broker, victim)
     await _finish(kcluster, writer, task)
@@ -193,13 +176,13 @@ async def test_leader_cut_off_the_network(kcluster: KBrokerCluster) -> None:
     others = [kcluster.url(b) for b in kcluster if b != victim]
     writer = Writer(urls=others, topic=TOPIC, partitions=PARTITIONS)
     task = asyncio.create_task(writer.run(duration_s=150))
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
 
     cut_at = time.monotonic()
     await asyncio.to_thread(kcluster.disconnect_broker, victim)
     await asyncio.to_thread(_wait_new_leader, kcluster, 0, victim, SESSION_TIMEOUT_S + 10)
-    await _wait_acks(writer, 100, 60)
-    gap = _gap_after(writer, 0, cut_at)
+    await writer.wait_acks(100, 60)
+    gap = writer.gap_after(0, cut_at)
     assert gap <= SESSION_TIMEOUT_S + 12, f"partition 0 took no write for {gap:.1f} s"
 
     fenced = await asyncio.to_thread(_wait_fenced, kcluster, victim, SESSION_TIMEOUT_S + 15)
@@ -234,8 +217,8 @@ async def test_broker_restart_rejoins(kcluster: KBrokerCluster) -> None:
     assert victim is not None
     stopped_at = time.monotonic()
     await asyncio.to_thread(kcluster.stop_broker, victim)
-    await _wait_acks(writer, 100, 40)
-    assert _gap_after(writer, 0, stopped_at) <= 5.0
+    await writer.wait_acks(100, 40)
+    assert writer.gap_after(0, stopped_at) <= 5.0
     await asyncio.to_thread(kcluster.start_broker, victim)
     await _finish(kcluster, writer, task)
 
@@ -251,7 +234,7 @@ async def test_paused_follower_leaves_and_rejoins_the_isr(kcluster: KBrokerClust
     while follower in (await asyncio.to_thread(kcluster.leader_and_isr, TOPIC, 0))[1]:
         assert time.monotonic() < deadline, "a frozen follower stayed in the ISR"
         await asyncio.sleep(0.2)
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
     await asyncio.to_thread(kcluster.unpause_broker, follower)
     writer.urls = kcluster.urls
     await _finish(kcluster, writer, task)
@@ -262,9 +245,9 @@ async def test_zookeeper_leader_killed(kcluster: KBrokerCluster) -> None:
     killed_at = time.monotonic()
     index = await asyncio.to_thread(kcluster.kill_zookeeper_leader)
     await asyncio.to_thread(kcluster.zookeeper.wait_ready, 30)
-    await _wait_acks(writer, 100, 30)
+    await writer.wait_acks(100, 30)
     for partition in range(PARTITIONS):
-        assert _gap_after(writer, partition, killed_at) <= SESSION_TIMEOUT_S
+        assert writer.gap_after(partition, killed_at) <= SESSION_TIMEOUT_S
     await asyncio.to_thread(kcluster.wait_registered, 3, 30)
     await asyncio.to_thread(kcluster.zookeeper.start_node, index)
     await _finish(kcluster, writer, task)

@@ -37,30 +37,12 @@ async def _start(cluster: LocalCluster) -> tuple[Writer, asyncio.Task[None]]:
     )
     writer = Writer(urls=cluster.urls, topic=TOPIC, partitions=PARTITIONS)
     task = asyncio.create_task(writer.run(duration_s=120))
-    await _wait_acks(writer, 50, 20)
+    await writer.wait_acks(50, 20)
     return writer, task
 
 
-async def _wait_acks(writer: Writer, more: int, timeout: float) -> None:
-    goal = len(writer.acked()) + more
-    deadline = time.monotonic() + timeout
-    while len(writer.acked()) < goal:
-        assert time.monotonic() < deadline, f"writer stalled: {writer.failures}"
-        await asyncio.sleep(0.05)
-
-
-def _gap_after(writer: Writer, partition: int, since: float) -> float:
-    """Seconds from ``since`` until the first record of ``partition`` sent after it was
-    acknowledged (how long the partition did not take writes)."""
-    times = sorted(
-        o.sent_at for o in writer.acked() if o.partition == partition and o.sent_at >= since
-    )
-    assert times, f"partition {partition} took no write after the fault: {writer.failures}"
-    return times[0] - since
-
-
 async def _finish(cluster: LocalCluster, writer: Writer, task: asyncio.Task[None]) -> CheckResult:
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
     writer.stop()
     await task
     await asyncio.to_thread(_wait_in_sync, cluster, 60)
@@ -114,8 +96,8 @@ async def test_kill_leader(cluster: LocalCluster) -> None:
     victim = _leader(cluster)
     killed_at = time.monotonic()
     await asyncio.to_thread(victim.kill)
-    await _wait_acks(writer, 100, 30)
-    gap = _gap_after(writer, 0, killed_at)
+    await writer.wait_acks(100, 30)
+    gap = writer.gap_after(0, killed_at)
     assert gap <= SESSION_TIMEOUT_S + 3, f"partition 0 unavailable for {gap:.1f} s"
     await asyncio.to_thread(victim.start)
     await _finish(cluster, writer, task)
@@ -128,8 +110,8 @@ async def test_sigterm_leader_moves_leadership_without_failed_produce(
     victim = _leader(cluster)
     stopped_at = time.monotonic()
     await asyncio.to_thread(victim.stop)
-    await _wait_acks(writer, 100, 30)
-    assert _gap_after(writer, 0, stopped_at) <= 2.0
+    await writer.wait_acks(100, 30)
+    assert writer.gap_after(0, stopped_at) <= 2.0
     await asyncio.to_thread(victim.start)
     result = await _finish(cluster, writer, task)
     assert result.indeterminate == 0, writer.failures
@@ -140,7 +122,7 @@ async def test_kill_controller(cluster: LocalCluster) -> None:
     controller = cluster.controller()
     assert controller is not None
     await asyncio.to_thread(cluster.broker(controller).kill)
-    await _wait_acks(writer, 100, 30)
+    await writer.wait_acks(100, 30)
     new = await asyncio.to_thread(_wait_new_controller, cluster, controller, 20)
     assert new != controller
     await asyncio.to_thread(cluster.broker(controller).start)
@@ -165,7 +147,7 @@ async def test_kill_zookeeper_leader_fails_no_produce(
     assert leader is not None
     await asyncio.to_thread(zk_ensemble.kill, leader)
     await asyncio.sleep(3)
-    await _wait_acks(writer, 100, 30)
+    await writer.wait_acks(100, 30)
     await asyncio.to_thread(zk_ensemble.start, leader)
     result = await _finish(cluster, writer, task)
     assert result.indeterminate == 0, writer.failures
@@ -177,10 +159,10 @@ async def test_leader_paused_beyond_its_session(cluster: LocalCluster) -> None:
     paused_at = time.monotonic()
     victim.pause()
     try:
-        await _wait_acks(writer, 100, 40)
+        await writer.wait_acks(100, 40)
         # A paused leader still accepts connections: a request sent to it (or forwarded to
         # it before the failover) waits for the client's timeout; then the writer moves on.
-        assert _gap_after(writer, 0, paused_at) <= SESSION_TIMEOUT_S + writer.timeout_s + 3
+        assert writer.gap_after(0, paused_at) <= SESSION_TIMEOUT_S + writer.timeout_s + 3
         await asyncio.sleep(max(0.0, SESSION_TIMEOUT_S + 2 - (time.monotonic() - paused_at)))
     finally:
         victim.resume()
@@ -195,7 +177,7 @@ async def test_forced_session_expiry(cluster: LocalCluster) -> None:
     await force_session_expiry(
         cluster.zookeeper_connect, (session["session_id"], bytes.fromhex(session["password"]))
     )
-    await _wait_acks(writer, 100, 30)
+    await writer.wait_acks(100, 30)
     await _finish(cluster, writer, task)
     assert victim.running
 
@@ -204,13 +186,13 @@ async def test_double_failover(cluster: LocalCluster) -> None:
     writer, task = await _start(cluster)
     first = _leader(cluster)
     await asyncio.to_thread(first.kill)
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
     second = _leader(cluster)
     assert second is not first
     await asyncio.to_thread(second.kill)
     await asyncio.sleep(SESSION_TIMEOUT_S + 1)
     await asyncio.to_thread(first.start)
-    await _wait_acks(writer, 50, 40)
+    await writer.wait_acks(50, 40)
     await asyncio.to_thread(second.start)
     await _finish(cluster, writer, task)
 
@@ -219,7 +201,7 @@ async def test_preferred_leader_election_on_demand(cluster: LocalCluster) -> Non
     writer, task = await _start(cluster)
     victim = _leader(cluster)
     await asyncio.to_thread(victim.stop)
-    await _wait_acks(writer, 50, 30)
+    await writer.wait_acks(50, 30)
     await asyncio.to_thread(victim.start)
     await asyncio.to_thread(_wait_in_sync, cluster, 60)
     url = cluster.any_url()
