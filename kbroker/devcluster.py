@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Final
 
-from kbroker import devcluster_docker
+from kbroker import devcluster_docker, images
 from kbroker.testing.brokers import LocalCluster, http_json
 from kbroker.testing.local import ProcessError, ZooKeeperPorts
 
@@ -64,17 +63,7 @@ def choose_mode(requested: str) -> str:
         raise SystemExit(f"KBROKER_CLUSTER_MODE must be docker or local, not {mode!r}")
     if mode != "auto":
         return mode
-    return "docker" if docker_answers() else "local"
-
-
-def docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        result = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+    return "docker" if images.docker_answers() else "local"
 
 
 # ----------------------------------------------------------------------------- local mode
