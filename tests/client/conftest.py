@@ -7,18 +7,22 @@
 - ``url``: its base URL.
 - ``topic``: a fresh 3-partition topic; ``group``: a fresh group id.
 - ``cluster``: the integration suite's three-broker cluster (re-exported).
+
+Helpers: :func:`unique` names, :func:`read_back` to read what a test wrote.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
 from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess
 from kbroker.testing.local import ZooKeeperEnsemble
-from kclient import Admin
+from kclient import Admin, Consumer, ConsumerRecord, TopicPartition
 from tests.integration.conftest import cluster
 
 __all__ = ["cluster"]
@@ -51,6 +55,26 @@ def url(kb: BrokerProcess) -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def read_back(
+    url: str, topic: str, count: int, *, partitions: Iterable[int] | None = None, **settings: Any
+) -> list[ConsumerRecord]:
+    """At least ``count`` records of ``partitions`` of ``topic`` (default: all of them), and any
+    more there are, by partition then offset; gives up after 30 s. ``settings`` go to the
+    :class:`~kclient.Consumer` (deserializers...)."""
+    with Consumer(url, auto_offset_reset="earliest", fetch_max_wait_ms=100, **settings) as consumer:
+        if partitions is None:
+            partitions = consumer.partitions_for(topic)
+        consumer.assign(TopicPartition(topic, p) for p in partitions)
+        out: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = consumer.poll(0.5)
+            out += got
+            if len(out) >= count and not got:
+                break
+    return sorted(out, key=lambda r: (r.partition, r.offset))
 
 
 @pytest.fixture

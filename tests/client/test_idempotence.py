@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -20,11 +20,9 @@ import pytest
 from kbroker.testing.brokers import LocalCluster
 from kclient import (
     Admin,
-    Consumer,
     ConsumerRecord,
     Producer,
     RecordMetadata,
-    TopicPartition,
     aio,
     errors,
 )
@@ -37,6 +35,7 @@ from kclient.protocol import (
     PRODUCER_ID_HEADER,
     SEQUENCE_HEADER,
 )
+from tests.client.conftest import read_back
 from tests.integration.http import request
 
 
@@ -87,20 +86,6 @@ class Wire:
         return response
 
 
-def read_back(url: str, topic: str, partitions: Iterable[int], count: int) -> list[ConsumerRecord]:
-    """At least ``count`` records of ``partitions`` (more if there are), by partition, offset."""
-    with Consumer(url, auto_offset_reset="earliest", fetch_max_wait_ms=100) as consumer:
-        consumer.assign(TopicPartition(topic, p) for p in partitions)
-        out: list[ConsumerRecord] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            got = consumer.poll(0.5)
-            out += got
-            if len(out) >= count and not got:
-                break
-    return sorted(out, key=lambda r: (r.partition, r.offset))
-
-
 def check_exactly_once(
     records: list[ConsumerRecord], acknowledged: Mapping[bytes, RecordMetadata]
 ) -> None:
@@ -137,7 +122,7 @@ async def test_lost_acknowledgements_are_resent_and_written_once(
     for partition in range(3):  # sequences start at 0, grow by each batch, resends repeat
         sequences = sorted({s for p, _, _, s in wire.produces if p == partition})
         assert sequences[0] == 0 and len(sequences) > 5
-    records = read_back(url, topic, range(3), 1800)
+    records = read_back(url, topic, 1800, partitions=range(3))
     check_exactly_once(records, {b"%d" % i: m for i, m in enumerate(metas)})
     for partition in range(3):  # in send order
         values = [int(r.value or b"") for r in records if r.partition == partition]
@@ -192,7 +177,7 @@ async def test_sequence_gap_fails_the_batch_and_bumps_the_epoch(url: str, topic:
             await producer.send_and_wait(topic, b"fenced", partition=0)
         await producer.send_and_wait(topic, b"new id", partition=0)
         assert wire.producers[-1][0] == {} and wire.producers[-1][1]["producer_id"] != pid
-    values = [r.value for r in read_back(url, topic, [0], 4)]
+    values = [r.value for r in read_back(url, topic, 4, partitions=[0])]
     assert values == [b"first", b"y" * 100, b"fence", b"new id"]
 
 
@@ -219,7 +204,8 @@ async def test_a_failed_batch_does_not_take_the_next_ones_with_it(url: str, topi
         assert isinstance(outcomes[0], errors.RecordTooLargeError)
         assert [m.offset for m in outcomes[1:] if isinstance(m, RecordMetadata)] == [1, 2]
         assert posts.count(b"b" * 100) == 2, "refused with a gap behind it, then resent"
-    assert [r.value for r in read_back(url, topic, [2], 3)] == [b"0", b"b" * 100, b"c" * 100]
+    values = [r.value for r in read_back(url, topic, 3, partitions=[2])]
+    assert values == [b"0", b"b" * 100, b"c" * 100]
 
 
 async def test_without_idempotence(url: str, topic: str) -> None:
@@ -296,7 +282,7 @@ def test_leader_killed_during_an_idempotent_run(cluster: LocalCluster, in_flight
     assert cluster.leader_of("idem", 0) not in (None, victim)
     resent = Counter(key for key in wire.produces if key[0] == 0)
     assert max(resent.values()) > 1, "batches in flight to the killed leader were resent"
-    records = read_back(url, "idem", range(2), count)
+    records = read_back(url, "idem", count, partitions=range(2))
     check_exactly_once(records, {b"%d" % i: m for i, m in enumerate(metas)})
     for partition in range(2):
         values = [int(r.value or b"") for r in records if r.partition == partition]

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from kclient import (
     Admin,
     ClosedError,
-    Consumer,
-    ConsumerRecord,
     Producer,
     RecordMetadata,
-    TopicPartition,
     aio,
     errors,
 )
 from kclient._accumulator import ProducerBatch
 from kclient.protocol import partition_for_key
-from tests.client.conftest import unique
-
-
-def read_all(url: str, topic: str, count: int, **settings: Any) -> list[ConsumerRecord]:
-    """``count`` records of every partition of ``topic``, by partition then offset."""
-    with Consumer(url, auto_offset_reset="earliest", **settings) as consumer:
-        consumer.assign(TopicPartition(topic, p) for p in consumer.partitions_for(topic))
-        out: list[ConsumerRecord] = []
-        for _ in range(100):
-            out += consumer.poll(1.0)
-            if len(out) >= count:
-                break
-    return sorted(out, key=lambda r: (r.partition, r.offset))
+from tests.client.conftest import read_back, unique
 
 
 def test_send_futures_callbacks_and_keyed_partitions(url: str, topic: str) -> None:
@@ -63,7 +47,7 @@ def test_send_futures_callbacks_and_keyed_partitions(url: str, topic: str) -> No
         by_partition.setdefault(meta.partition, []).append(meta.offset)
     for offsets in by_partition.values():
         assert offsets == list(range(len(offsets)))  # in send order, no gaps
-    records = read_all(url, topic, 30)
+    records = read_back(url, topic, 30)
     assert {(r.partition, r.offset, r.key, r.value) for r in records} == {
         (m.partition, m.offset, f"key-{i % 10}".encode(), f"v{i}".encode())
         for i, m in enumerate(metas)
@@ -98,7 +82,7 @@ def test_explicit_partition_headers_timestamps_and_nulls(url: str, topic: str) -
         assert b.result(10).offset == 1 and c.result(10).offset == 2
         with pytest.raises(errors.UnknownPartitionError):
             producer.send(topic, b"v", partition=3)
-    records = read_all(url, topic, 3)
+    records = read_back(url, topic, 3)
     assert [(r.key, r.value, r.headers) for r in records] == [
         (b"k", b"v", (("h1", b"x"), ("h2", None))),
         (b"tombstone", None, ()),
@@ -115,7 +99,7 @@ def test_acks_levels(url: str, topic: str) -> None:
         assert (meta.offset >= 0) is expect_offset, acks
     with pytest.raises(ValueError, match="acks"):
         Producer(url, acks=2)
-    assert len(read_all(url, topic, 3)) == 3
+    assert len(read_back(url, topic, 3)) == 3
 
 
 def test_serializers(url: str, topic: str) -> None:
@@ -127,7 +111,7 @@ def test_serializers(url: str, topic: str) -> None:
         producer.send(topic, 21, partition=0)
     with Producer(url) as producer, pytest.raises(errors.SerializationError):
         producer.send(topic, "text needs a str serializer")
-    records = read_all(url, topic, 2, key_deserializer="str", value_deserializer="bytes")
+    records = read_back(url, topic, 2, key_deserializer="str", value_deserializer="bytes")
     assert [(r.key, r.value) for r in records] == [("k", b'{"n":1,"s":"\xc3\xa9"}'), (None, b"42")]
 
 
@@ -158,7 +142,7 @@ def test_threads_share_one_producer(url: str, topic: str) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-    records = read_all(url, topic, 2000)
+    records = read_back(url, topic, 2000)
     assert len(records) == 2000
     for n in range(4):
         mine = [int(r.value.split(b"-")[1]) for r in records if r.key == str(n).encode()]
@@ -237,7 +221,7 @@ async def test_non_retriable_and_ambiguous_errors_fail_without_resend(url: str, 
         producer._post = flaky  # type: ignore[method-assign]
         await producer.send_and_wait(topic, b"twice", partition=1)
         assert flaky.calls == 2
-    values = [r.value for r in read_all(url, topic, 3) if r.partition == 1]
+    values = [r.value for r in read_back(url, topic, 3) if r.partition == 1]
     assert values == [b"once", b"twice", b"twice"], "the opt-in resend duplicated the record"
 
 
