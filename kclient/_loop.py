@@ -69,6 +69,15 @@ class LoopThread:
             future.cancel()
             raise
 
+    def run_or_stop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`run`, stopping the loop when ``coro`` fails: how a sync client starts its
+        asyncio implementation (no thread is left behind when that start fails)."""
+        try:
+            return self.run(coro)
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         if self._stopped:
             return

@@ -58,11 +58,7 @@ class Admin:
                 raise
             return admin
 
-        try:
-            self._impl = self._runner.run(make())
-        except BaseException:
-            self._runner.stop()
-            raise
+        self._impl = self._runner.run_or_stop(make())
 
     def __enter__(self) -> Self:
         return self

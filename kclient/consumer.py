@@ -51,11 +51,7 @@ class Consumer:
         **settings: Unpack[ConsumerSettings],
     ) -> None:
         self._runner = LoopThread("kclient-consumer")
-        try:
-            self._impl = self._runner.run(_started(bootstrap, settings))
-        except BaseException:
-            self._runner.stop()
-            raise
+        self._impl = self._runner.run_or_stop(_started(bootstrap, settings))
         self._listener: RebalanceListener | None = None
         if topics:
             self.subscribe(list(topics))

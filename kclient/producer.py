@@ -45,11 +45,7 @@ class Producer:
 
     def __init__(self, bootstrap: str | Sequence[str], **settings: Unpack[ProducerSettings]):
         self._runner = LoopThread("kclient-producer")
-        try:
-            self._impl = self._runner.run(_started(bootstrap, settings))
-        except BaseException:
-            self._runner.stop()
-            raise
+        self._impl = self._runner.run_or_stop(_started(bootstrap, settings))
 
     def __enter__(self) -> Self:
         return self
