@@ -42,7 +42,10 @@ class GroupCommitFlusher:
         goal = log.log_end_offset if up_to is None else up_to
         while log.recovery_point < min(goal, log.log_end_offset):
             future = self._in_flight.get(log)
-            if future is None:
+            if future is None or future.done():
+                # A finished flush whose done-callback has not run yet does not cover us (we
+                # got here after it finished): awaiting it again would return at once, without
+                # yielding, and spin this loop forever. Start the next one.
                 future = self._start(log)
             await asyncio.shield(future)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,28 @@ async def test_closed_log_raises(log: PartitionLog) -> None:
     with pytest.raises(StorageError, match="closed"):
         await flusher.flush(log)
     await flusher.close()
+
+
+async def test_a_finished_flush_not_yet_cleaned_up_is_not_awaited_in_a_loop(
+    log: PartitionLog,
+) -> None:
+    # A produce can run after a flush finished and before the flush's done-callback removed it:
+    # the waiter must start the next flush, not spin on the finished one (which never yields,
+    # so the event loop, and the broker, would hang at 100% CPU).
+    flusher = GroupCommitFlusher()
+    append(log, payload_for(0))
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished.set_result(None)
+    flusher._in_flight[log] = finished
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(5)
+    try:
+        await flusher.flush(log)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert log.recovery_point == log.log_end_offset
+
+
+def _timeout(signum: int, frame: object) -> None:
+    raise TimeoutError("GroupCommitFlusher.flush spun on a finished flush")
