@@ -58,6 +58,29 @@ def _scale_row(rec: Recorder, key: str, mode: str, **extra: Any) -> Row:
     return row
 
 
+def _measure_point(rec: Recorder, row: Row, x: float, run: Callable[[], Sample]) -> None:
+    """One sample for ``row`` and, when it was taken, its point (x, records/s) on the curve."""
+    before = len(row.samples)
+    rec.measure(row, run)
+    if len(row.samples) > before:
+        row.extra["points"].append({"x": x, "y": round(row.samples[-1].records_per_second)})
+
+
+def _produce_load(kb: KBroker, topic: str, partitions: int, seconds: int) -> Callable[[], Sample]:
+    """The curves' batched produce: 1000 records x 64 connections, acks=1."""
+    return partial(
+        workloads.kbroker_produce,
+        kb,
+        topic,
+        partitions,
+        batch=1000,
+        connections=64,
+        seconds=seconds,
+        acks="1",
+        per_leader=False,
+    )
+
+
 def _stored_bytes(path: Path) -> int:
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -85,25 +108,7 @@ def _partitions_curve(rec: Recorder, cfg: Config, zk: str) -> None:
             started = time.monotonic()
             kb.create_topic(topic, partitions=count, timeout=300)
             rec.log(f"topic of {count} partitions ready in {time.monotonic() - started:.1f} s")
-            before = len(row.samples)
-            rec.measure(
-                row,
-                partial(
-                    workloads.kbroker_produce,
-                    kb,
-                    topic,
-                    count,
-                    batch=1000,
-                    connections=64,
-                    seconds=cfg.seconds,
-                    acks="1",
-                    per_leader=False,
-                ),
-            )
-            if len(row.samples) > before:
-                row.extra["points"].append(
-                    {"x": count, "y": round(row.samples[-1].records_per_second)}
-                )
+            _measure_point(rec, row, count, _produce_load(kb, topic, count, cfg.seconds))
 
 
 # -- retained bytes and recovery -----------------------------------------------------------------
@@ -231,35 +236,16 @@ def _retained_and_recovery(rec: Recorder, cfg: Config, zk: str) -> None:
 def _measure_retained(
     rec: Recorder, cfg: Config, kb: KBroker, *, produce: Row, fetch: Row, size: int
 ) -> None:
-    before = len(produce.samples)
-    rec.measure(
-        produce,
-        lambda: workloads.kbroker_produce(
-            kb,
-            "retained",
-            4,
-            batch=1000,
-            connections=64,
-            seconds=cfg.seconds,
-            acks="1",
-            per_leader=False,
-        ),
-    )
-    if len(produce.samples) > before:
-        produce.extra["points"].append(
-            {"x": round(size / _GB, 2), "y": round(produce.samples[-1].records_per_second)}
-        )
-    before = len(fetch.samples)
-    rec.measure(
+    x = round(size / _GB, 2)
+    _measure_point(rec, produce, x, _produce_load(kb, "retained", 4, cfg.seconds))
+    _measure_point(
+        rec,
         fetch,
+        x,
         lambda: workloads.kbroker_fetch(
             kb, "retained", 4, records=cfg.goal, max_records=1000, seconds=60
         ),
     )
-    if len(fetch.samples) > before:
-        fetch.extra["points"].append(
-            {"x": round(size / _GB, 2), "y": round(fetch.samples[-1].records_per_second)}
-        )
 
 
 def _summarise_retained(retained: Row, recovery: Row) -> None:

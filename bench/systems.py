@@ -24,7 +24,7 @@ import contextlib
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,27 @@ def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
             last = exc
         time.sleep(0.1)
     raise RuntimeError(f"{what} not ready within {timeout} s: {last}")
+
+
+@contextlib.contextmanager
+def _running(
+    procs: Sequence[ManagedProcess],
+    workdir: Path,
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float = 30.0,
+) -> Iterator[None]:
+    """Start ``procs`` and wait until ``ready()``; whatever happens, kill them and wipe
+    ``workdir`` on the way out."""
+    try:
+        for proc in procs:
+            proc.start()
+        _wait(ready, what, timeout=timeout)
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        wipe(workdir)
 
 
 # -- ZooKeeper and kbroker ----------------------------------------------------------------------
@@ -226,13 +247,12 @@ def bare_server(root: Path) -> Iterator[BareServer]:
         cwd=_ROOT,
     )
     url = f"http://{LOOPBACK}:{port}"
-    try:
-        proc.start()
-        _wait(lambda: http_json(url + "/x", method="POST", body={}, timeout=2)[0] == 200, "bare")
+
+    def answers() -> bool:
+        return http_json(url + "/x", method="POST", body={}, timeout=2)[0] == 200
+
+    with _running([proc], workdir, answers, "bare"):
         yield BareServer(url=url, pid=proc.pid)
-    finally:
-        proc.kill()
-        wipe(workdir)
 
 
 # -- Redis ---------------------------------------------------------------------------------------
@@ -278,15 +298,10 @@ def redis_server(root: Path) -> Iterator[RedisHandle]:
         ],
         log_path=workdir / "redis.out",
     )
-    try:
-        proc.start()
-        client = redis.Redis(host=LOOPBACK, port=port)
-        _wait(lambda: bool(client.ping()), "redis")
+    client = redis.Redis(host=LOOPBACK, port=port)  # connects on first use
+    with _running([proc], workdir, lambda: bool(client.ping()), "redis"):
         client.close()
         yield RedisHandle(port=port, pid=proc.pid)
-    finally:
-        proc.kill()
-        wipe(workdir)
 
 
 # -- NATS ----------------------------------------------------------------------------------------
@@ -371,15 +386,12 @@ def _nats(root: Path, size: int) -> Iterator[NatsHandle]:
             )
         )
     urls = [f"nats://{LOOPBACK}:{p}" for p in client_ports]
-    try:
-        for proc in procs:
-            proc.start()
-        _wait(lambda: asyncio.run(_jetstream_ready(urls[0])), "jetstream", timeout=60)
+
+    def answers() -> bool:
+        return asyncio.run(_jetstream_ready(urls[0]))
+
+    with _running(procs, workdir, answers, "jetstream", timeout=60):
         yield NatsHandle(urls=urls, pids=[p.pid for p in procs])
-    finally:
-        for proc in procs:
-            proc.kill()
-        wipe(workdir)
 
 
 def nats_server(root: Path) -> contextlib.AbstractContextManager[NatsHandle]:

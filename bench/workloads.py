@@ -247,6 +247,17 @@ def nats_add_consumer(nats: NatsHandle, stream: str, durable: str, subject: str)
 # -- fetch ---------------------------------------------------------------------------------------
 
 
+def _fetch_sample(doc: Mapping[str, Any]) -> Sample:
+    """A kbload fetch report (http-fetch, nats-fetch) as a Sample."""
+    return Sample(
+        records=int(doc["records"]),
+        seconds=float(doc["seconds"]),
+        bytes=int(doc["bytes"]),
+        requests=int(doc["requests"]),
+        timed_out=bool(doc["timed_out"]),
+    )
+
+
 def kbroker_fetch(
     kb: KBroker,
     topic: str,
@@ -275,13 +286,7 @@ def kbroker_fetch(
         f"-duration={seconds}s",
         timeout=seconds + 60,
     )
-    return Sample(
-        records=int(doc["records"]),
-        seconds=float(doc["seconds"]),
-        bytes=int(doc["bytes"]),
-        requests=int(doc["requests"]),
-        timed_out=bool(doc["timed_out"]),
-    )
+    return _fetch_sample(doc)
 
 
 def redis_fetch(redis: RedisHandle, key: str, group: str, *, records: int) -> Sample:
@@ -329,13 +334,7 @@ def nats_fetch(
         f"-duration={seconds}s",
         timeout=seconds + 60,
     )
-    return Sample(
-        records=int(doc["records"]),
-        seconds=float(doc["seconds"]),
-        bytes=int(doc["bytes"]),
-        requests=int(doc["requests"]),
-        timed_out=bool(doc["timed_out"]),
-    )
+    return _fetch_sample(doc)
 
 
 # -- latency -------------------------------------------------------------------------------------
