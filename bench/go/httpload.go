@@ -102,25 +102,35 @@ func httpFetch(args []string) (interface{}, error) {
 	}, nil
 }
 
-func getRecords(client *http.Client, url, accept string) (int64, int, error) {
+// get does GET url with the Accept header accept; the body and headers of a 200 answer, an
+// error for any other status.
+func get(client *http.Client, url, accept string) ([]byte, http.Header, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
 	req.Header.Set("Accept", accept)
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET %s: %d %.200s", url, resp.StatusCode, body)
+		return nil, nil, fmt.Errorf("GET %s: %d %.200s", url, resp.StatusCode, body)
 	}
-	next, err := strconv.ParseInt(resp.Header.Get("X-KBroker-Next-Offset"), 10, 64)
+	return body, resp.Header, nil
+}
+
+func getRecords(client *http.Client, url, accept string) (int64, int, error) {
+	body, header, err := get(client, url, accept)
+	if err != nil {
+		return 0, 0, err
+	}
+	next, err := strconv.ParseInt(header.Get("X-KBroker-Next-Offset"), 10, 64)
 	return next, len(body), err
 }
 
@@ -130,22 +140,9 @@ const batchHeader = 61
 
 // getBatches fetches raw stored batches and returns the offset after the last whole batch.
 func getBatches(client *http.Client, url string, offset int64) (int64, int, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	body, _, err := get(client, url, "application/vnd.kbroker.batches")
 	if err != nil {
 		return 0, 0, err
-	}
-	req.Header.Set("Accept", "application/vnd.kbroker.batches")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET %s: %d %.200s", url, resp.StatusCode, body)
 	}
 	next := offset
 	for pos := 0; pos+batchHeader <= len(body); {
