@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bench.systems import kbroker_cluster, zookeeper
+from bench.systems import KBroker, kbroker_cluster, zookeeper
 from bench.wrk import run_wrk_many
 from kbroker.group.persist import partition_for_group
 from kbroker.testing.brokers import http_json
@@ -61,40 +61,39 @@ def _end_offsets(parts: list[dict[str, Any]]) -> int:
     return sum(int(p["log_end_offset"] or 0) for p in parts)
 
 
-def run(duration: int, connections: int, offsets_per_commit: int) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory(prefix="kbroker-bench-commits-") as tmp,
-        zookeeper(Path(tmp)) as zk,
-        kbroker_cluster(Path(tmp), zk, chroot="/commits") as cluster,
-    ):
+def measure_commits(
+    cluster: KBroker, *, duration: int, connections: int, offsets_per_commit: int = 1
+) -> dict[str, Any]:
+    """Load the coordinator of ``cluster``'s first broker with commits for ``duration`` s."""
+    if "orders" not in _topics(cluster.url):
         cluster.create_topic("orders", partitions=10, replication_factor=3)
-        coordinator_id, url = next(iter(cluster.urls.items()))
-        # The first commit creates __consumer_offsets (replication factor 3).
-        status, body = http_json(
-            f"{url}/groups/warm-up/offsets",
-            method="POST",
-            body={"offsets": [{"topic": "orders", "partition": 0, "offset": 1}]},
-            timeout=120,
-        )
-        if status != 200:
-            raise RuntimeError(f"first commit: {status} {body}")
-        cluster.leaders(OFFSETS_TOPIC, isr=3)
-        groups = _groups_on(coordinator_id, _offsets_partitions(url), GROUPS)
-        commit = orjson.dumps(
-            {
-                "offsets": [
-                    {"topic": "orders", "partition": p % 10, "offset": 1000 + p}
-                    for p in range(offsets_per_commit)
-                ]
-            }
-        )
-        targets = [(f"{url}/groups/{g}/offsets", max(1, connections // GROUPS)) for g in groups]
-        run_wrk_many(targets, commit, duration=2, content_type="application/json")  # warm-up
-        before = _end_offsets(_offsets_partitions(url))
-        started = time.time()
-        result = run_wrk_many(targets, commit, duration=duration, content_type="application/json")
-        after = _end_offsets(_offsets_partitions(url))
-        status, committed = http_json(f"{url}/groups/{groups[0]}/offsets", timeout=30)
+    coordinator_id, url = next(iter(cluster.urls.items()))
+    # The first commit creates __consumer_offsets (replication factor 3).
+    status, body = http_json(
+        f"{url}/groups/warm-up/offsets",
+        method="POST",
+        body={"offsets": [{"topic": "orders", "partition": 0, "offset": 1}]},
+        timeout=120,
+    )
+    if status != 200:
+        raise RuntimeError(f"first commit: {status} {body}")
+    cluster.leaders(OFFSETS_TOPIC, isr=3)
+    groups = _groups_on(coordinator_id, _offsets_partitions(url), GROUPS)
+    commit = orjson.dumps(
+        {
+            "offsets": [
+                {"topic": "orders", "partition": p % 10, "offset": 1000 + p}
+                for p in range(offsets_per_commit)
+            ]
+        }
+    )
+    targets = [(f"{url}/groups/{g}/offsets", max(1, connections // GROUPS)) for g in groups]
+    run_wrk_many(targets, commit, duration=2, content_type="application/json")  # warm-up
+    before = _end_offsets(_offsets_partitions(url))
+    started = time.time()
+    result = run_wrk_many(targets, commit, duration=duration, content_type="application/json")
+    after = _end_offsets(_offsets_partitions(url))
+    status, committed = http_json(f"{url}/groups/{groups[0]}/offsets", timeout=30)
     answered = result.requests - result.status_errors
     written = after - before
     if result.status_errors or result.socket_errors:
@@ -111,12 +110,33 @@ def run(duration: int, connections: int, offsets_per_commit: int) -> dict[str, A
         "connections": sum(c for _, c in targets),
         "groups": len(groups),
         "offsets_per_commit": offsets_per_commit,
+        "commits": answered,
         "commits_per_s": answered / result.seconds,
         "offsets_per_s": answered * offsets_per_commit / result.seconds,
         "records_written": written,
         "p50_ms": result.p50_ms,
         "p99_ms": result.p99_ms,
     }
+
+
+def _topics(url: str) -> list[str]:
+    status, names = http_json(f"{url}/topics", timeout=30)
+    return list(names) if status == 200 else []
+
+
+def run(duration: int, connections: int, offsets_per_commit: int) -> dict[str, Any]:
+    """A 3-broker cluster on its own ZooKeeper node, loaded once."""
+    with (
+        tempfile.TemporaryDirectory(prefix="kbroker-bench-commits-") as tmp,
+        zookeeper(Path(tmp)) as zk,
+        kbroker_cluster(Path(tmp), zk, chroot="/commits") as cluster,
+    ):
+        return measure_commits(
+            cluster,
+            duration=duration,
+            connections=connections,
+            offsets_per_commit=offsets_per_commit,
+        )
 
 
 def main() -> None:

@@ -209,6 +209,67 @@ FLOORS: Final = [
         at_most=True,
         unit="s",
     ),
+    # The other issues' done-when figures that this suite measures.
+    Floor(
+        "broker core: RF1 acks=1 batched produce >= 500k records/s",
+        lambda r: _rate(r, _HEAD_RF1),
+        500_000,
+        unit="records/s",
+    ),
+    Floor(
+        "broker core: RF1 acks=1 batched produce >= 40% of the bare aiohttp limit",
+        lambda r: ratio(r, _HEAD_RF1, "produce/bare-aiohttp/r1000-c64"),
+        0.40,
+    ),
+    Floor(
+        "broker core: stateless fetch (1 MiB per request) >= 1M records/s",
+        lambda r: _rate(r, "fetch/kbroker-rf1/stateless-1mib"),
+        1_000_000,
+        unit="records/s",
+    ),
+    Floor(
+        "broker core: raw batch fetch (kclient's) >= 1M records/s",
+        lambda r: _rate(r, "fetch/kbroker-rf1/batches-1mib"),
+        1_000_000,
+        unit="records/s",
+    ),
+    Floor(
+        "broker core: single-record produce at 64 connections >= 8k requests/s",
+        lambda r: _rate(r, "produce/kbroker-rf1/r1-c64"),
+        8_000,
+        unit="requests/s",
+    ),
+    Floor(
+        "cluster: RF3 acks=all batched produce >= 250k records/s",
+        lambda r: _rate(r, _HEAD_RF3),
+        250_000,
+        unit="records/s",
+    ),
+    Floor(
+        "cluster: p99 produce (ack) latency at 20k records/s, RF3 acks=all <= 25 ms",
+        _extra("latency/kbroker-rf3", "ack", "p99_ms"),
+        25.0,
+        at_most=True,
+        unit="ms",
+    ),
+    Floor(
+        "groups: one coordinator >= 5k offset commits/s",
+        lambda r: _rate(r, "groups/commits"),
+        5_000,
+        unit="commits/s",
+    ),
+    Floor(
+        "kclient: kbctl perf produce (acks=1) >= 200k records/s",
+        lambda r: _rate(r, "clients/kbctl-perf-produce"),
+        200_000,
+        unit="records/s",
+    ),
+    Floor(
+        "kclient: kbctl perf consume >= 500k records/s",
+        lambda r: _rate(r, "clients/kbctl-perf-consume"),
+        500_000,
+        unit="records/s",
+    ),
 ]
 
 

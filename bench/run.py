@@ -12,11 +12,12 @@ also copies the charts to docs/img/), and a table on the terminal (bench/report.
   four other shapes, Python-client rows, fetch, latency at 20k records/s for 20 s.
 * full: every shape of {1, 100, 1000} records x {1, 64} connections for every system, 3
   repetitions, 30 s latency runs, kbroker with fsync every second, kbroker with
-  ``num.http.workers`` 0 and 1, and the scale curves (partitions, retained bytes, recovery after
-  kill -9, rebalance), bench/scale.py.
+  ``num.http.workers`` 0 and 1, fsync before every acknowledgement, ``kbctl perf`` produce and
+  consume, offset commits on one coordinator (bench/clients.py), and the scale curves
+  (partitions, retained bytes, recovery after kill -9, rebalance), bench/scale.py.
 
-``--only PHASE`` (repeatable: single, replicated, durable, workers, scale) runs a part of a
-suite, e.g. to re-run a phase that a noisy neighbour spoiled.
+``--only PHASE`` (repeatable: single, replicated, durable, flush, workers, clients, commits,
+scale) runs a part of a suite, e.g. to re-run a phase that a noisy neighbour spoiled.
 """
 
 from __future__ import annotations

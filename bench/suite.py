@@ -40,7 +40,7 @@ from bench.systems import (
     zookeeper,
 )
 
-__all__ = ["PHASES", "Config", "Recorder", "run_suite"]
+__all__ = ["PHASES", "Config", "Recorder", "rf1_produce", "run_suite"]
 
 HEADLINE: Final = (1000, 64)
 """(records per request, connections) of the headline produce comparison."""
@@ -650,7 +650,7 @@ def _phase_workers(rec: Recorder, cfg: Config, zk: str) -> None:
                     "kbroker",
                     mode,
                     "wrk (C)",
-                    partial(_rf1_produce, cfg, kb),
+                    partial(rf1_produce, cfg, kb),
                 )
                 rec.measure(c.row(rec, *HEADLINE), partial(c.produce, *HEADLINE))
                 row = _fetch_row(
@@ -674,10 +674,13 @@ def _phase_workers(rec: Recorder, cfg: Config, zk: str) -> None:
                 )
 
 
-def _rf1_produce(cfg: Config, kb: KBroker, batch: int, connections: int) -> Sample:
+def rf1_produce(
+    cfg: Config, kb: KBroker, batch: int, connections: int, *, topic: str = "bench"
+) -> Sample:
+    """wrk produce of ``batch`` records per request to a single broker's ``topic``, acks=1."""
     return workloads.kbroker_produce(
         kb,
-        "bench",
+        topic,
         RF1_TOPIC_PARTITIONS,
         batch=batch,
         connections=connections,
@@ -687,8 +690,17 @@ def _rf1_produce(cfg: Config, kb: KBroker, batch: int, connections: int) -> Samp
     )
 
 
-PHASES: Final = ("single", "replicated", "durable", "workers", "scale")
-"""Phase names for ``--only``; durable, workers and scale run in the full suite only."""
+PHASES: Final = (
+    "single",
+    "replicated",
+    "durable",
+    "flush",
+    "workers",
+    "clients",
+    "commits",
+    "scale",
+)
+"""Phase names for ``--only``; all but single and replicated run in the full suite only."""
 
 
 def run_suite(cfg: Config, rec: Recorder, only: frozenset[str] | None = None) -> None:
@@ -708,8 +720,16 @@ def run_suite(cfg: Config, rec: Recorder, only: frozenset[str] | None = None) ->
             return
         if wanted("durable"):
             _phase_durable(rec, cfg, zk)
+        from bench import clients  # noqa: PLC0415 - it builds on this module
+
+        if wanted("flush"):
+            clients.phase_flush(rec, cfg, zk)
         if wanted("workers"):
             _phase_workers(rec, cfg, zk)
+        if wanted("clients"):
+            clients.phase_clients(rec, cfg, zk)
+        if wanted("commits"):
+            clients.phase_commits(rec, cfg, zk)
         if wanted("scale"):
             from bench.scale import scale_curves  # noqa: PLC0415
 
