@@ -479,7 +479,7 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
         "/topics/{topic}/partitions/{partition}/batches": {
             "get": _op(
                 "Fetch stored record batches from an offset (kbroker extension)",
-                [p for p in fetch_params if p["name"] != "max_records"],
+                fetch_params,
                 _ok(
                     "Raw batches; format in kclient.protocol",
                     {"type": "string", "format": "binary"},
