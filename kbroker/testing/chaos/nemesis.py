@@ -454,6 +454,7 @@ class Nemesis:
         self.world.busy.discard(fault.resource)
 
     async def heal_all(self) -> None:
-        """Heal whatever is still active (after a cancelled run)."""
+        """Heal whatever is still active and not already healing (after a cancelled run)."""
         for fault, record in list(self._active.values()):
-            await self._heal(fault, record)
+            if record.healing is None:
+                await self._heal(fault, record)

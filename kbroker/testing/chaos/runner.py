@@ -36,7 +36,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -53,8 +53,14 @@ from kbroker.testing.chaos.checker import (
 )
 from kbroker.testing.chaos.clients import CommitEvent, GroupConsumer, IdempotentWriter, Poll
 from kbroker.testing.chaos.monitor import ZooKeeperMonitor
-from kbroker.testing.chaos.nemesis import KINDS, Nemesis, World, plan
-from kbroker.testing.chaos.sandbox import FILLER, REGISTRY, Sandbox, cleanup_stale
+from kbroker.testing.chaos.nemesis import KINDS, LIBFAKETIME, Nemesis, World, plan
+from kbroker.testing.chaos.sandbox import (
+    FILLER,
+    REGISTRY,
+    Sandbox,
+    SandboxError,
+    cleanup_stale,
+)
 from kbroker.testing.chaos.timeline import draw_timeline
 from kbroker.testing.local import ZooKeeperEnsemble
 from kbroker.testing.workload import read_partition
@@ -166,7 +172,7 @@ def _in_sync(cluster: LocalCluster, partitions: int) -> bool:
     return all(s["leader"] is not None and len(s["isr"]) == BROKERS for s in states)
 
 
-def _wait(predicate: Any, timeout: float, interval: float = 0.5) -> float | None:
+def _wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> float | None:
     """Seconds until ``predicate()`` held, or None after ``timeout``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -236,7 +242,10 @@ async def _watchdog(run: _Run, world: World, t0: float) -> None:
             try:
                 await asyncio.to_thread(broker.start, timeout=90)
             except Exception as exc:
-                run.liveness.append(f"broker {broker.broker_id} did not restart: {exc!r}")
+                last = str(exc).strip().splitlines()[-1:] or [repr(exc)]
+                problem = f"broker {broker.broker_id} did not restart: {last[0]}"
+                if problem not in run.liveness:
+                    run.liveness.append(problem)
             finally:
                 world.down.discard(broker.broker_id)
 
@@ -431,12 +440,15 @@ def _report(
         "faults": faults,
         "faults_skipped": [p.kind for p in nemesis.skipped],
         "writer_failures": dict(writer.failures.most_common()),
+        "sequence_answers": [list(a) for a in writer.sequence_answers[:50]],
         "consumer_errors": {n: c.errors for n, (c, _) in run.consumers.items()},
     }
 
 
 def run(config: RunConfig) -> dict[str, Any]:
     """One whole run (see the module docstring); returns the report (also in ``--out``)."""
+    if "clock-skew" in config.kinds and not Path(LIBFAKETIME).is_file():
+        raise SandboxError(f"clock-skew needs {LIBFAKETIME} (apt-get install libfaketime)")
     config.out.mkdir(parents=True, exist_ok=True)
     REGISTRY.mkdir(parents=True, exist_ok=True)
     work = Path(REGISTRY / f"run-{config.seed}-{int(time.time())}")
@@ -555,6 +567,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, _terminate)
     print(f"chaos: seed {seed}, {args.minutes:g} min, report in {out}", flush=True)
-    report = run(config)
+    try:
+        report = run(config)
+    except SandboxError as exc:
+        print(f"chaos: cannot set up: {exc}", file=sys.stderr)
+        return 2
     print(summary(report))
-    return 0 if report.get("ok") else 1
+    if report.get("ok"):
+        return 0
+    return 2 if "workload_s" not in report else 1
