@@ -51,7 +51,7 @@ from kbroker.coordination.registration import (
 )
 from kbroker.coordination.zk import SessionEvent, SessionEventKind, ZooKeeperClient
 from kbroker.coordination.znodes import BrokerRegistration, TopicPartitionStateZNode
-from kbroker.errors import BrokerError, ErrorCode
+from kbroker.errors import BrokerError, ErrorCode, StorageError
 from kbroker.group.coordinator import GroupCoordinator
 from kbroker.log.flusher import GroupCommitFlusher
 from kbroker.log.manager import LogManager
@@ -131,6 +131,9 @@ class Broker:
         self._workers: WorkerPool | None = None
         self._resync_pending = False
         self._first_snapshot = True
+        self._unapplied: set[tuple[str, int]] = set()
+        """Partitions whose local replica could not be set up (a full or failing disk);
+        retried by the reapply loop and on every metadata update."""
         self.draining = False
         """Set when stopping: answers carry ``Connection: close`` (api.app.broker_middleware)."""
         self.ready = asyncio.Event()
@@ -210,12 +213,8 @@ class Broker:
             self._topic_configs.pop(name, None)
             for replica in [p for p in self.replicas.partitions() if p.topic == name]:
                 self.replicas.remove(name, replica.partition, delete=True)
-        for topic_name, partition in delta.partitions:
-            topic = snapshot.topics.get(topic_name)
-            if topic is not None and partition < len(topic.partitions):
-                self.replicas.apply(
-                    topic.partitions[partition], self.topic_config(topic), topic.topic_id
-                )
+        for tp in [*delta.partitions, *(self._unapplied - delta.partitions)]:
+            self._apply_partition(snapshot, tp)
         if self._first_snapshot:
             self._first_snapshot = False
             self._delete_orphan_logs(snapshot)
@@ -225,6 +224,29 @@ class Broker:
         self.controller.on_metadata(snapshot)
         event, self._metadata_changed = self._metadata_changed, asyncio.Event()
         event.set()
+
+    def _apply_partition(self, snapshot: ClusterMetadata, tp: tuple[str, int]) -> None:
+        """Apply one partition's state; a disk that refuses (opening a new log on a full
+        disk) must not stop the broker: the partition is retried until the disk takes it."""
+        topic = snapshot.topics.get(tp[0])
+        if topic is None or tp[1] >= len(topic.partitions):
+            self._unapplied.discard(tp)
+            return
+        try:
+            self.replicas.apply(topic.partitions[tp[1]], self.topic_config(topic), topic.topic_id)
+        except StorageError as exc:
+            if tp not in self._unapplied:
+                log.error("%s-%d: cannot host the replica yet: %s", tp[0], tp[1], exc.message)
+            self._unapplied.add(tp)
+        else:
+            self._unapplied.discard(tp)
+
+    async def _reapply_loop(self, interval_s: float = 2.0) -> None:
+        """Retry the partitions a refusing disk left unapplied."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for tp in list(self._unapplied):
+                self._apply_partition(self._metadata, tp)
 
     def _delete_orphan_logs(self, snapshot: ClusterMetadata) -> None:
         """Logs of topics deleted while this broker was down."""
@@ -333,7 +355,7 @@ class Broker:
             max_bytes=self.config.replica_fetch_max_bytes,
             backoff_ms=self.config.replica_fetch_backoff_ms,
         )
-        fetchers = ReplicaFetcherManager(settings, self._leader_endpoint)
+        fetchers = ReplicaFetcherManager(settings, self._leader_endpoint, self._flush_policy)
         return ReplicaManager(
             config=self.config,
             logs=self._logs,
@@ -360,7 +382,8 @@ class Broker:
         )
 
     async def _flush_policy(self, replica: Partition, next_offset: int) -> None:
-        """fsync before acknowledging when the topic's flush.messages asks for it."""
+        """fsync when the topic's flush policy asks for it: on a leader before acknowledging,
+        on a follower before its next fetch reports the new log end offset."""
         plog = replica.log
         if plog.should_flush(self.clock.now_ms()):
             await self._flusher.flush(plog, next_offset)
@@ -385,6 +408,7 @@ class Broker:
                 name="checkpoints",
             ),
             tasks.create_task(self._logs.flush_loop(self._flusher, 1000), name="flush"),
+            tasks.create_task(self._reapply_loop(), name="reapply"),
         ]
 
     async def _start_http(self) -> None:

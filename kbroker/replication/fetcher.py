@@ -8,6 +8,12 @@ leader that knows no epoch, falls back to it, as in Kafka). Then it fetches whol
 its log end offset, appends them untouched (the log checks every CRC and that offsets are
 contiguous) and follows the leader's high watermark.
 
+Durability: the log end offset a follower sends in its next fetch is what the leader counts
+towards the high watermark (and so towards acks=all). When the topic's flush policy asks for
+an fsync (``flush.messages``), the fetcher awaits it after appending and before that next
+fetch, as Kafka's follower flushes inline in its append: an acknowledged record is then on the
+disk of every ISR member, and a power loss of the whole cluster loses none of it.
+
 Concurrency: each fetcher is one asyncio task; partitions are added and removed from the event
 loop between its awaits. After every await a partition is checked to still be followed at the
 same epoch and offset before anything is written, so a leadership change during a fetch can
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from kbroker.cluster import TopicPartition
@@ -34,12 +40,20 @@ from kbroker.replication.endpoint import (
 from kbroker.replication.partition import Partition, Role
 from kbroker.replication.purgatory import Signal
 
-__all__ = ["FetcherSettings", "ReplicaFetcher", "ReplicaFetcherManager"]
+__all__ = ["FetchedFlush", "FetcherSettings", "ReplicaFetcher", "ReplicaFetcherManager"]
 
 log = logging.getLogger(__name__)
 
 #: Epoch meaning "no epoch known" in an OffsetsForLeaderEpoch answer.
 UNDEFINED_EPOCH = -1
+
+#: Applies the flush policy to a replica after an append, up to the given offset (the server's
+#: group-commit flusher; it fsyncs only when the topic's policy asks for it).
+FetchedFlush = Callable[[Partition, int], Awaitable[None]]
+
+
+async def _no_flush(partition: Partition, up_to: int) -> None:
+    """The default: leave durability to the background flush loop."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,10 +77,17 @@ class _FetchState:
 class ReplicaFetcher:
     """Replicates the partitions led by broker ``leader_id`` into this broker."""
 
-    def __init__(self, leader_id: int, endpoint: LeaderEndpoint, settings: FetcherSettings) -> None:
+    def __init__(
+        self,
+        leader_id: int,
+        endpoint: LeaderEndpoint,
+        settings: FetcherSettings,
+        flush: FetchedFlush = _no_flush,
+    ) -> None:
         self.leader_id = leader_id
         self._endpoint = endpoint
         self._settings = settings
+        self._flush = flush
         self._states: dict[TopicPartition, _FetchState] = {}
         self._wakeup = Signal()
         self._task: asyncio.Task[None] | None = None
@@ -229,6 +250,7 @@ class ReplicaFetcher:
                 for tp, s in states.items()
             ],
         )
+        appended: list[Partition] = []
         for fetched in await self._endpoint.fetch(request):
             tp = (fetched.topic, fetched.partition)
             state = states.get(tp)
@@ -237,6 +259,11 @@ class ReplicaFetcher:
             if state.partition.log.log_end_offset != offsets[tp]:
                 continue  # truncated or written meanwhile: this answer is stale
             self._apply_fetched(state, fetched)
+            if state.partition.log.log_end_offset > offsets[tp]:
+                appended.append(state.partition)
+        if appended:
+            # Before the next fetch reports these LEOs to the leader (module docstring).
+            await asyncio.gather(*(self._flush(p, p.log.log_end_offset) for p in appended))
 
     def _apply_fetched(self, state: _FetchState, fetched: FetchedPartition) -> None:
         partition = state.partition
@@ -284,10 +311,14 @@ class ReplicaFetcherManager:
     """Assigns followed partitions to per-leader fetchers and owns their tasks."""
 
     def __init__(
-        self, settings: FetcherSettings, endpoint_for: Callable[[int], LeaderEndpoint]
+        self,
+        settings: FetcherSettings,
+        endpoint_for: Callable[[int], LeaderEndpoint],
+        flush: FetchedFlush = _no_flush,
     ) -> None:
         self._settings = settings
         self._endpoint_for = endpoint_for
+        self._flush = flush
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._leader_of: dict[TopicPartition, int] = {}
 
@@ -297,7 +328,9 @@ class ReplicaFetcherManager:
         self.unfollow(tp)
         fetcher = self._fetchers.get(leader_id)
         if fetcher is None:
-            fetcher = ReplicaFetcher(leader_id, self._endpoint_for(leader_id), self._settings)
+            fetcher = ReplicaFetcher(
+                leader_id, self._endpoint_for(leader_id), self._settings, self._flush
+            )
             self._fetchers[leader_id] = fetcher
             fetcher.start()
         fetcher.add(partition, leader_epoch)

@@ -6,8 +6,9 @@ under strace, and the trace says what each fsync covered), then a restart.
   record may be lost, duplicated or moved.
 * Without it (Kafka's default: durability from replication), a single broker does lose
   acknowledged records: the negative control that shows the cut really happens.
-* A whole cluster losing power at once, restarted leader last, should lose nothing either with
-  ``flush.messages=1``; it does (a broker bug, marked xfail strict: see the test).
+* A whole cluster losing power at once, restarted leader last, loses nothing either with
+  ``flush.messages=1``: followers fsync an append before their next fetch reports it (the
+  leader counts that report towards acks=all).
 """
 
 from __future__ import annotations
@@ -161,14 +162,6 @@ async def test_power_loss_without_fsync_loses_acknowledged_records(
     assert not (result.duplicated or result.unexpected or result.inconsistent_offsets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker bug: followers fsync their appends only in the 1 s background flush, so "
-    "the log end offset they report (and the leader's high watermark, hence acks) runs ahead "
-    "of what they have on disk; a follower elected after a whole-cluster power loss then "
-    "truncates acknowledged records away (seen: acked=2730 lost=110). Kafka flushes a "
-    "follower's append inline when flush.messages asks, before its next fetch.",
-)
 async def test_whole_cluster_power_loss_with_fsync_policy(
     tmp_path: Path, zk_connect: str, processes: list[object]
 ) -> None:
