@@ -6,8 +6,13 @@ Persisted in the partition directory as ``leader-epoch-checkpoint`` in the check
 checkpoint.py, one ``epoch start_offset`` line per entry.
 
 Invariants: epochs and start offsets both strictly increase; every epoch and start offset is
->= 0. The file is rewritten (tmp, fsync, rename) only when the entries change, BEFORE the change
-is visible in memory; a failed write raises StorageError and leaves the cache as it was.
+>= 0. The file is rewritten (tmp, fsync, rename) whenever the entries change. When that write
+fails (a full disk), the change still holds in memory and the cache stays *dirty* until
+:meth:`LeaderEpochCache.persist` succeeds; the partition log calls ``persist()`` before it
+writes any batch, so the file never lacks the epoch of a batch on disk. (A crash while dirty
+leaves the file with entries the log has since dropped, which loading cuts again, or without
+an epoch that no batch on disk carries yet.) So a broker whose disk is full can still change
+leadership and keep serving; only its appends fail, with StorageError.
 
 Concurrency: owned by the partition log's thread (the event loop); entries are an immutable
 tuple replaced whole, so a reader never sees a half-applied change. Writes are blocking (one
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from kbroker.errors import StorageError
 from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
 __all__ = [
@@ -68,7 +74,7 @@ def _valid(entries: Sequence[EpochEntry]) -> bool:
 class LeaderEpochCache:
     """Epoch -> start offset map of one partition (module docstring for format and rules)."""
 
-    __slots__ = ("_entries", "_log_end_offset", "path")
+    __slots__ = ("_dirty", "_entries", "_log_end_offset", "path")
 
     def __init__(
         self, path: Path, entries: Sequence[EpochEntry], *, log_end_offset: Callable[[], int]
@@ -78,6 +84,7 @@ class LeaderEpochCache:
         self.path = path
         self._entries = tuple(entries)
         self._log_end_offset = log_end_offset
+        self._dirty = False
 
     @classmethod
     def load(cls, path: Path, *, log_end_offset: Callable[[], int]) -> LeaderEpochCache:
@@ -185,9 +192,24 @@ class LeaderEpochCache:
         if self._entries:
             self._replace(())
 
+    @property
+    def dirty(self) -> bool:
+        """True while the file lags the entries in memory (a failed write)."""
+        return self._dirty
+
+    def persist(self) -> None:
+        """Write the entries if the file lags them. Raises StorageError (still dirty)."""
+        if self._dirty:
+            write_checkpoint(self.path, (f"{e.epoch} {e.start_offset}" for e in self._entries))
+            self._dirty = False
+
     def _replace(self, entries: tuple[EpochEntry, ...]) -> None:
-        write_checkpoint(self.path, (f"{e.epoch} {e.start_offset}" for e in entries))
         self._entries = entries
+        self._dirty = True
+        try:
+            self.persist()
+        except StorageError as exc:
+            _log.warning("%s: kept in memory until the disk takes it: %s", self.path, exc)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"({e.epoch}, {e.start_offset})" for e in self._entries)

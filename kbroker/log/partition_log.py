@@ -168,12 +168,17 @@ class PartitionLog:
         are trusted: their indexes are loaded, sanity-checked and completed by a header walk
         of the few bytes after the last index entry (recovered if anything does not fit).
         Leftover ``.deleted`` and temporary files are removed. Blocking; run it off the loop.
+        Raises StorageError when the disk refuses (a full disk: the directory or a segment
+        cannot be created).
         ``on_truncate`` is called after every truncation (the log manager checkpoints
         recovery points then, as Kafka does).
         """
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            _remove_leftovers(path)
+        except OSError as exc:
+            raise StorageError(f"cannot open log directory {path}: {exc}") from exc
         log = cls(
             directory=path,
             topic=topic,
@@ -453,6 +458,7 @@ class PartitionLog:
         self, segment: LogSegment, buffers: list[Buffer], spans: list[BatchSpan], now: int
     ) -> None:
         try:
+            self._epochs.persist()  # never a batch on disk whose epoch the file lacks
             segment.append(
                 buffers,
                 spans,
@@ -464,10 +470,7 @@ class PartitionLog:
             raise
 
     def _forget_epochs_past_end(self) -> None:
-        try:
-            self._epochs.truncate_from_end(self.log_end_offset)
-        except StorageError as exc:
-            _log.warning("%s: cannot update the leader epoch cache: %s", self.name, exc)
+        self._epochs.truncate_from_end(self.log_end_offset)
 
     # ------------------------------------------------------------------ read
 

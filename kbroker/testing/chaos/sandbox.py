@@ -244,17 +244,25 @@ def unmount_loop_fs(mountpoint: Path, image: Path | None = None) -> None:
 
 def fill_fs(mountpoint: Path, *, leave_bytes: int = 0) -> Path:
     """Take all free space of the file system at ``mountpoint`` but ``leave_bytes``; returns
-    the filler file (delete it to give the space back)."""
+    the filler file (delete it to give the space back). With ``leave_bytes`` 0 the last blocks
+    are written one by one, with an fsync per round (ext4's delayed allocation frees some
+    reserved blocks at writeback), until none is free."""
     filler = mountpoint / FILLER
-    stat = os.statvfs(mountpoint)
-    free = stat.f_bavail * stat.f_frsize - leave_bytes
-    if free > 0:
-        _run(["fallocate", "-l", str(free), str(filler)], check=False)
-    if leave_bytes <= 0:
-        with contextlib.suppress(OSError), filler.open("ab") as f:
-            for _ in range(4096):  # the last blocks fallocate could not take
-                f.write(b"\0" * 4096)
-                f.flush()
+    with filler.open("ab", buffering=0) as f:
+        for _ in range(5):
+            stat = os.statvfs(mountpoint)
+            free = stat.f_bavail * stat.f_frsize - leave_bytes
+            if free <= 0 or (leave_bytes and free < stat.f_frsize):
+                break
+            with contextlib.suppress(OSError):
+                os.posix_fallocate(f.fileno(), f.seek(0, os.SEEK_END), free)
+            if leave_bytes:
+                break
+            with contextlib.suppress(OSError):
+                for _ in range(4096):
+                    f.write(b"\0" * stat.f_frsize)
+            with contextlib.suppress(OSError):
+                os.fsync(f.fileno())
     return filler
 
 

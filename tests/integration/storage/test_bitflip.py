@@ -206,4 +206,7 @@ async def test_bit_flip_in_follower_segment_is_cut_and_refetched(
         result = check(writer, logs)
         assert result.ok, result.summary()
         await _wait_identical(c.brokers, 30)
-        assert sorted(c.partition(TOPIC, 0)["isr"]) == [1, 2, 3]
+        deadline = time.monotonic() + 30
+        while sorted(c.partition(TOPIC, 0)["isr"]) != [1, 2, 3]:
+            assert time.monotonic() < deadline, "the follower did not rejoin the ISR"
+            await asyncio.sleep(0.2)

@@ -227,3 +227,35 @@ def test_real_disk_full_on_tmpfs(tiny_tmpfs: Path, clock: FakeClock) -> None:
     reopened = open_log(directory, clock, recovery_point=0)
     assert reopened.log_end_offset == end + 5
     reopened.close()
+
+
+def test_epoch_change_with_a_full_disk_is_kept_and_written_before_the_next_batch(
+    log_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Becoming leader on a full disk must not fail: the new epoch holds in memory (followers
+    may ask about it), appends are refused until the checkpoint is written, and once space
+    returns the checkpoint is written before the first batch of the epoch."""
+    log = open_log(log_dir, clock)
+    append(log, payload_for(0), epoch=1)
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise StorageError("cannot write checkpoint: [Errno 28] No space left on device")
+
+    monkeypatch.setattr("kbroker.log.epoch_cache.write_checkpoint", full)
+    log.assign_epoch_start_offset(2)  # what make_leader does; must not raise
+    cache = log.leader_epoch_cache
+    assert cache.dirty and cache.latest_epoch == 2
+    assert cache.end_offset_for(1) == (1, 1)
+    with pytest.raises(StorageError):
+        append(log, payload_for(1), epoch=2)
+    assert _contents(log) == [(0, 1)]
+    monkeypatch.undo()  # space returns
+    append(log, payload_for(1), epoch=2)
+    assert not log.leader_epoch_cache.dirty
+    log.close()
+    reopened = open_log(log_dir, clock)
+    assert [(e.epoch, e.start_offset) for e in reopened.leader_epoch_cache.entries] == [
+        (1, 0),
+        (2, 1),
+    ]
+    assert _contents(reopened) == [(0, 1), (1, 1)]
