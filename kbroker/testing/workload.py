@@ -175,18 +175,23 @@ class Writer:
                 raise AssertionError(f"writer stalled: {self.failures}")
             await asyncio.sleep(0.05)
 
-    def gap_after(self, partition: int, since: float) -> float:
+    async def gap_after(self, partition: int, since: float, timeout: float = 30.0) -> float:
         """Seconds from ``since`` until the first record of ``partition`` sent after it was
-        acknowledged (how long the partition did not take writes); AssertionError when none
-        was."""
-        times = sorted(
-            o.sent_at for o in self.acked() if o.partition == partition and o.sent_at >= since
-        )
-        if not times:
-            raise AssertionError(
-                f"partition {partition} took no write after the fault: {self.failures}"
-            )
-        return times[0] - since
+        acknowledged (how long the partition did not take writes). Waits up to ``timeout``
+        seconds for such a record (other partitions may recover sooner); AssertionError when
+        none comes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            times = [
+                o.sent_at for o in self.acked() if o.partition == partition and o.sent_at >= since
+            ]
+            if times:
+                return min(times) - since
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"partition {partition} took no write after the fault: {self.failures}"
+                )
+            await asyncio.sleep(0.05)
 
 
 async def read_partition(

@@ -97,7 +97,7 @@ async def test_kill_leader(cluster: LocalCluster) -> None:
     killed_at = time.monotonic()
     await asyncio.to_thread(victim.kill)
     await writer.wait_acks(100, 30)
-    gap = writer.gap_after(0, killed_at)
+    gap = await writer.gap_after(0, killed_at)
     assert gap <= SESSION_TIMEOUT_S + 3, f"partition 0 unavailable for {gap:.1f} s"
     await asyncio.to_thread(victim.start)
     await _finish(cluster, writer, task)
@@ -111,7 +111,7 @@ async def test_sigterm_leader_moves_leadership_without_failed_produce(
     stopped_at = time.monotonic()
     await asyncio.to_thread(victim.stop)
     await writer.wait_acks(100, 30)
-    assert writer.gap_after(0, stopped_at) <= 2.0
+    assert await writer.gap_after(0, stopped_at) <= 2.0
     await asyncio.to_thread(victim.start)
     result = await _finish(cluster, writer, task)
     assert result.indeterminate == 0, writer.failures
@@ -162,7 +162,7 @@ async def test_leader_paused_beyond_its_session(cluster: LocalCluster) -> None:
         await writer.wait_acks(100, 40)
         # A paused leader still accepts connections: a request sent to it (or forwarded to
         # it before the failover) waits for the client's timeout; then the writer moves on.
-        assert writer.gap_after(0, paused_at) <= SESSION_TIMEOUT_S + writer.timeout_s + 3
+        assert await writer.gap_after(0, paused_at) <= SESSION_TIMEOUT_S + writer.timeout_s + 3
         await asyncio.sleep(max(0.0, SESSION_TIMEOUT_S + 2 - (time.monotonic() - paused_at)))
     finally:
         victim.resume()
