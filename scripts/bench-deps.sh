@@ -15,14 +15,7 @@ command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/nats-io/nats.go ] || need+=(golang-github-nats-io-go-nats-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "installing Debian packages: ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+if [ ${#need[@]} -gt 0 ]; then bash "$here/apt-install.sh" "${need[@]}"; fi
 # Debian's redis-server package starts a system instance on 6379; the benchmarks start their
 # own on free ports, so leave it alone (it does not take part in any measurement).
 py="$root/.venv/bin/python"

@@ -8,9 +8,4 @@ need=()
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "installing Debian packages: ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >/dev/null
-$SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+bash "$(dirname "$0")/apt-install.sh" "${need[@]}"
