@@ -364,6 +364,7 @@ class Broker:
             fetchers=fetchers,
             flush=self._flush_policy,
             is_live=lambda broker_id: broker_id in self._metadata.brokers,
+            stalled=lambda: self.zk.stalled,
         )
 
     def _leader_endpoint(self, leader_id: int) -> LeaderEndpoint:

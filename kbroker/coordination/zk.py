@@ -23,6 +23,15 @@ on authority the session gave it (leading partitions for acks=all, being the con
 reconnect on the same session lifts the fence (CONNECTED). A reconnect on a new session after
 LOST is reported as NEW_SESSION: the broker must re-register and re-read everything.
 
+A process that does not run at all (SIGSTOP, a VM pause, heavy swapping) cannot notice anything
+until it runs again, and then kazoo may still believe the connection healthy for a while: a
+broker paused longer than its session would keep acting as leader (or group coordinator) on
+state the cluster has moved past. So a liveness tick notes every ~100 ms that the loop ran;
+:attr:`ZooKeeperClient.stalled` is true when the last tick is older than the fence delay
+(checked inline by code that acts on leadership, so even the first request after a resume is
+refused), and the tick then reports FENCED until a ZooKeeper round trip on the same session
+confirms it is still alive (CONNECTED again), or kazoo reports it LOST.
+
 Note on the timer: kazoo itself declares SUSPENDED only after 1/3 to 2/3 of the session timeout
 without hearing from the server, so the fence trips up to about 4/3 of the session timeout after
 the last contact. Pass a smaller ``fence_ratio`` (e.g. 1/3) to fence no later than the server can
@@ -335,6 +344,10 @@ class ZooKeeperClient:
         self._negotiated_ms: int | None = None
         self._negotiated_raw: int | None = None  # written by kazoo's connection thread
         self._fence_task: asyncio.Task[None] | None = None
+        self._last_alive: float | None = None
+        """Monotonic time the liveness tick last ran (None before start)."""
+        self._liveness_task: asyncio.Task[None] | None = None
+        self._confirm_task: asyncio.Task[None] | None = None
         self._session_listeners: list[SessionListener] = []
         self._watch_handlers: defaultdict[str, list[WatchHandler]] = defaultdict(list)
 
@@ -413,6 +426,8 @@ class ZooKeeperClient:
             ) from None
         if self.chroot:
             await self._ensure_chroot()
+        self._last_alive = self._clock.monotonic()
+        self._liveness_task = self._loop.create_task(self._liveness(), name="zookeeper-liveness")
 
     def _make_kazoo(self) -> Any:
         kazoo = KazooClient(
@@ -462,6 +477,12 @@ class ZooKeeperClient:
             return
         self._closing = True
         await self._cancel_fence_timer()
+        for task in (self._liveness_task, self._confirm_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._liveness_task = self._confirm_task = None
         kazoo, self._kazoo = self._kazoo, None
         if kazoo is not None:
             await asyncio.to_thread(_stop_kazoo, kazoo)
@@ -612,6 +633,52 @@ class ZooKeeperClient:
         if self._state is ConnectionState.SUSPENDED:
             log.warning("ZooKeeper suspended for %.2f s: fenced", delay)
             self._set_fenced()
+
+    @property
+    def stalled(self) -> bool:
+        """True when this process has not run for longer than the fence delay (paused): the
+        session may have expired meanwhile without kazoo knowing yet (module docstring)."""
+        last = self._last_alive
+        return last is not None and self._clock.monotonic() - last > self.fence_delay_s
+
+    async def _liveness(self) -> None:
+        """Note that the loop runs; after a stall, fence until the session is confirmed."""
+        tick = min(0.1, self.fence_delay_s / 10)
+        while True:
+            await self._clock.sleep(tick)
+            now = self._clock.monotonic()
+            gap = now - (self._last_alive or now)
+            if gap > self.fence_delay_s and self._state is ConnectionState.CONNECTED:
+                log.warning(
+                    "this process did not run for %.2f s (paused?): fenced until ZooKeeper "
+                    "confirms the session",
+                    gap,
+                )
+                self._set_fenced()
+                if self._confirm_task is None or self._confirm_task.done():
+                    self._confirm_task = asyncio.get_running_loop().create_task(
+                        self._confirm_session(self._session_id), name="zookeeper-confirm"
+                    )
+            self._last_alive = now
+
+    async def _confirm_session(self, session_id: int | None) -> None:
+        """Lift a stall's fence once a round trip succeeds on the same session. A session the
+        ensemble expired fails the request instead, and kazoo reports LOST."""
+        try:
+            async with asyncio.timeout(self.session_timeout_ms / 1000):
+                await self.sync("/")
+        except Exception as exc:  # the session's fate is kazoo's to report
+            log.info("session check after a stall failed: %r", exc)
+            return
+        if (
+            self._fenced
+            and self._state is ConnectionState.CONNECTED
+            and session_id is not None
+            and self._session_id == session_id
+        ):
+            self._fenced = False
+            log.info("ZooKeeper session 0x%x still alive after the stall: unfenced", session_id)
+            self._emit(SessionEventKind.CONNECTED)
 
     def _set_fenced(self) -> None:
         if not self._fenced:

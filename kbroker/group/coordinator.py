@@ -259,6 +259,12 @@ class GroupCoordinator:
                 ErrorCode.INVALID_GROUP_ID,
             )
         p = self.partition_of(group_id)
+        if self._replicas.fenced:
+            raise BrokerError(
+                f"Broker {self._config.broker_id} lost its ZooKeeper session (or just resumed "
+                f"from a pause); it does not coordinate group {group_id} until it is confirmed",
+                ErrorCode.COORDINATOR_NOT_AVAILABLE,
+            )
         if p in self._loading:
             raise BrokerError(
                 f"The coordinator of group {group_id} is loading its state",

@@ -90,8 +90,10 @@ class ReplicaManager:
         fetchers: ReplicaFetcherManager,
         flush: Callable[[Partition, int], Awaitable[None]] | None = None,
         is_live: Callable[[int], bool] = lambda _: True,
+        stalled: Callable[[], bool] = lambda: False,
     ) -> None:
         self._config = config
+        self._stalled = stalled
         self._is_live = is_live
         self._logs = logs
         self._clock = clock
@@ -100,8 +102,7 @@ class ReplicaManager:
         self._flush = flush
         self._partitions: dict[TopicPartition, Partition] = {}
         self._role_listeners: list[Callable[[Partition], None]] = []
-        self.fenced = False
-        """True while ZooKeeper has been unreachable for too long: refuse to lead."""
+        self._fenced = False
         self.shutting_down = False
         """True once a controlled shutdown began: refuse new produces (retriable)."""
 
@@ -381,8 +382,15 @@ class ReplicaManager:
                 if replica.role is Role.LEADER:
                     await replica.maybe_shrink_isr()
 
+    @property
+    def fenced(self) -> bool:
+        """True while ZooKeeper has been unreachable for too long, or this process has just
+        resumed from a stall longer than the fence delay (checked inline, before the session
+        listener can run): refuse to lead."""
+        return self._fenced or self._stalled()
+
     def set_fenced(self, fenced: bool) -> None:
-        if fenced != self.fenced:
+        if fenced != self._fenced:
             log.warning(
                 "broker %d %s",
                 self._config.broker_id,
@@ -390,7 +398,7 @@ class ReplicaManager:
                 if fenced
                 else "unfenced: ZooKeeper reachable again",
             )
-        self.fenced = fenced
+        self._fenced = fenced
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking produces and wait (bounded) until no acks=all produce is parked.

@@ -151,3 +151,25 @@ async def test_client_survives_ensemble_leader_kill(
     finally:
         zk_ensemble.start(leader)
     assert zk_ensemble.leader() is not None
+
+
+async def test_a_stalled_process_fences_at_once_until_the_session_is_confirmed(
+    zk_connect: str, zk_client_factory: ClientFactory
+) -> None:
+    """The event loop does not run for longer than the fence delay (as after SIGSTOP/SIGCONT):
+    ``stalled`` is true at once, before any callback runs; the liveness tick then reports
+    FENCED, and CONNECTED again once a round trip shows the session alive (kazoo's own threads
+    kept it alive here)."""
+    zk = await zk_client_factory(zk_connect, session_timeout_ms=6000, fence_ratio=1 / 3)
+    log = EventLog(zk)
+    session = zk.session_id
+    assert (zk.stalled, zk.fenced) == (False, False)
+    time.sleep(zk.fence_delay_s + 0.5)  # noqa: ASYNC251 - the point: the loop stalls
+    assert zk.stalled
+    fenced = await log.wait_for([K.FENCED], 5)
+    assert fenced.fenced
+    assert (zk.stalled,) == (False,)  # the tick ran again (the fence holds until confirmed)
+    back = await log.wait_for([K.CONNECTED], 10)
+    assert not back.fenced and not zk.fenced
+    assert zk.session_id == session
+    assert log.kinds == [K.FENCED, K.CONNECTED]

@@ -129,6 +129,7 @@ class FakeReplicas:
 
     def __init__(self, directory: Path, clock: FakeClock, config: TopicConfig) -> None:
         self.clock = clock
+        self.fenced = False
         self.partitions: dict[int, Partition] = {}
         for p in range(OFFSETS_PARTITIONS):
             plog = PartitionLog.open(

@@ -396,6 +396,22 @@ async def test_commits_need_the_coordinator(h: Harness) -> None:
     assert h.coordinator.coordinates(G)
 
 
+async def test_a_fenced_broker_neither_commits_nor_serves_committed_offsets(h: Harness) -> None:
+    """A broker that lost its session (or resumed from a pause) may hold state the cluster has
+    moved past: refuse, retriably, until the session is confirmed."""
+    await within(h.coordinator.commit(G, offsets((0, 3)), member_id=None, generation=-1))
+    h.replicas.fenced = True
+    await expect_error(
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        h.coordinator.commit(G, offsets((0, 4)), member_id=None, generation=-1),
+    )
+    with pytest.raises(BrokerError) as info:
+        h.coordinator.committed(G)
+    assert info.value.code is ErrorCode.COORDINATOR_NOT_AVAILABLE
+    h.replicas.fenced = False
+    assert committed(h) == {("t", 0): 3}
+
+
 async def test_group_commit_shares_appends_and_completes_in_order(h: Harness) -> None:
     h.replicas.hold = True
     first = asyncio.create_task(
