@@ -221,6 +221,12 @@ def test_broker_with_full_disk_survives_a_new_replica(
             time.sleep(0.2)
         ledger = Ledger()
         leader = cluster.broker(cluster.partition(TOPIC, 0)["leader"])
+        # Broker 2 may have been elected leader while it could not open the log: the partition
+        # takes writes once its retry (every 2 s) opens it.
+        deadline = time.monotonic() + 30
+        while ledger.send(leader.url, 100) is not None:
+            assert time.monotonic() < deadline, ledger.errors[-1:]
+            time.sleep(0.2)
         for _ in range(10):
             assert ledger.send(leader.url, 100) is None, ledger.errors[-1:]
         ledger.verify(cluster.broker(2).url)
