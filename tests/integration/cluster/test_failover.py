@@ -56,11 +56,26 @@ async def _finish(cluster: LocalCluster, writer: Writer, task: asyncio.Task[None
 
 
 def _wait_in_sync(cluster: LocalCluster, timeout: float) -> None:
+    """Until every live broker reports every partition with a leader and all three replicas
+    in sync, all with the same leader and epoch: a broker just resumed from a pause may still answer
+    from the state it had before (until it has re-read ZooKeeper on its new session), and a
+    read through it would see its old log."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            parts = [cluster.partition(TOPIC, p) for p in range(PARTITIONS)]
-            if all(sorted(p["isr"]) == [1, 2, 3] and p["leader"] is not None for p in parts):
+            views = []
+            for url in cluster.live_urls():
+                _, body = http_json(f"{url}/topics/{TOPIC}/partitions")
+                views.append(
+                    sorted(
+                        (p["partition"], p["leader"], p["leader_epoch"], sorted(p["isr"]))
+                        for p in body
+                    )
+                )
+            parts = views[0]
+            if all(view == parts for view in views) and all(
+                isr == [1, 2, 3] and leader is not None for _, leader, _, isr in parts
+            ):
                 return
         except Exception:
             parts = []
