@@ -32,7 +32,7 @@ from kbroker.api.forward import HttpPeerClient
 from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
 from kbroker.api.worker_pool import WorkerPool, worker_socket_path
 from kbroker.clock import Clock, SystemClock
-from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo
+from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.controller.admin import TopicAdmin
 from kbroker.controller.controller import Controller
@@ -131,7 +131,7 @@ class Broker:
         self._workers: WorkerPool | None = None
         self._resync_pending = False
         self._first_snapshot = True
-        self._unapplied: set[tuple[str, int]] = set()
+        self._unapplied: set[TopicPartition] = set()
         """Partitions whose local replica could not be set up (a full or failing disk);
         retried by the reapply loop and on every metadata update."""
         self.draining = False
@@ -225,7 +225,7 @@ class Broker:
         event, self._metadata_changed = self._metadata_changed, asyncio.Event()
         event.set()
 
-    def _apply_partition(self, snapshot: ClusterMetadata, tp: tuple[str, int]) -> None:
+    def _apply_partition(self, snapshot: ClusterMetadata, tp: TopicPartition) -> None:
         """Apply one partition's state; a disk that refuses (opening a new log on a full
         disk) must not stop the broker: the partition is retried until the disk takes it."""
         topic = snapshot.topics.get(tp[0])

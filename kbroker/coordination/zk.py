@@ -647,7 +647,7 @@ class ZooKeeperClient:
         while True:
             await self._clock.sleep(tick)
             now = self._clock.monotonic()
-            gap = now - (self._last_alive or now)
+            gap = now - (now if self._last_alive is None else self._last_alive)
             if gap > self.fence_delay_s and self._state is ConnectionState.CONNECTED:
                 log.warning(
                     "this process did not run for %.2f s (paused?): fenced until ZooKeeper "
@@ -656,7 +656,8 @@ class ZooKeeperClient:
                 )
                 self._set_fenced()
                 if self._confirm_task is None or self._confirm_task.done():
-                    self._confirm_task = asyncio.get_running_loop().create_task(
+                    assert self._loop is not None
+                    self._confirm_task = self._loop.create_task(
                         self._confirm_session(self._session_id), name="zookeeper-confirm"
                     )
             self._last_alive = now

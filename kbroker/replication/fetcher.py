@@ -40,7 +40,7 @@ from kbroker.replication.endpoint import (
 from kbroker.replication.partition import Partition, Role
 from kbroker.replication.purgatory import Signal
 
-__all__ = ["FetchedFlush", "FetcherSettings", "ReplicaFetcher", "ReplicaFetcherManager"]
+__all__ = ["FetcherSettings", "FlushPolicy", "ReplicaFetcher", "ReplicaFetcherManager"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,9 @@ log = logging.getLogger(__name__)
 UNDEFINED_EPOCH = -1
 
 #: Applies the flush policy to a replica after an append, up to the given offset (the server's
-#: group-commit flusher; it fsyncs only when the topic's policy asks for it).
-FetchedFlush = Callable[[Partition, int], Awaitable[None]]
-
-
-async def _no_flush(partition: Partition, up_to: int) -> None:
-    """The default: leave durability to the background flush loop."""
+#: group-commit flusher; it fsyncs only when the topic's policy asks for it). Without one,
+#: durability is left to the background flush loop.
+FlushPolicy = Callable[[Partition, int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +79,7 @@ class ReplicaFetcher:
         leader_id: int,
         endpoint: LeaderEndpoint,
         settings: FetcherSettings,
-        flush: FetchedFlush = _no_flush,
+        flush: FlushPolicy | None = None,
     ) -> None:
         self.leader_id = leader_id
         self._endpoint = endpoint
@@ -261,9 +258,10 @@ class ReplicaFetcher:
             self._apply_fetched(state, fetched)
             if state.partition.log.log_end_offset > offsets[tp]:
                 appended.append(state.partition)
-        if appended:
+        if appended and self._flush is not None:
             # Before the next fetch reports these LEOs to the leader (module docstring).
-            await asyncio.gather(*(self._flush(p, p.log.log_end_offset) for p in appended))
+            flush = self._flush
+            await asyncio.gather(*(flush(p, p.log.log_end_offset) for p in appended))
 
     def _apply_fetched(self, state: _FetchState, fetched: FetchedPartition) -> None:
         partition = state.partition
@@ -314,7 +312,7 @@ class ReplicaFetcherManager:
         self,
         settings: FetcherSettings,
         endpoint_for: Callable[[int], LeaderEndpoint],
-        flush: FetchedFlush = _no_flush,
+        flush: FlushPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._endpoint_for = endpoint_for

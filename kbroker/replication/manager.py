@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -35,7 +35,7 @@ from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_check
 from kbroker.log.partition_log import PartitionLog
 from kbroker.records import PartitionRecords
 from kbroker.replication.endpoint import EpochEndOffset, FetchedPartition, FetchRequest
-from kbroker.replication.fetcher import ReplicaFetcherManager
+from kbroker.replication.fetcher import FlushPolicy, ReplicaFetcherManager
 from kbroker.replication.partition import IsrWriter, Partition, ReadResult, Role
 from kbroker.replication.purgatory import wait_any
 
@@ -88,7 +88,7 @@ class ReplicaManager:
         clock: Clock,
         isr_writer: IsrWriter,
         fetchers: ReplicaFetcherManager,
-        flush: Callable[[Partition, int], Awaitable[None]] | None = None,
+        flush: FlushPolicy | None = None,
         is_live: Callable[[int], bool] = lambda _: True,
         stalled: Callable[[], bool] = lambda: False,
     ) -> None:

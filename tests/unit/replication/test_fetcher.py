@@ -236,6 +236,32 @@ async def test_empty_follower_copies_the_leader(pair: Pair, running: list[Replic
     assert pair.leader_log.high_watermark == 9
 
 
+async def test_appends_go_through_the_flush_policy_before_the_next_fetch(
+    pair: Pair, running: list[ReplicaFetcher]
+) -> None:
+    """The offset a follower reports in a fetch counts towards acks=all, so whatever it
+    appended went through the flush policy (fsync with flush.messages) before that fetch."""
+    leader = pair.leader(epoch=0)
+    leader.make_leader(state(LEADER, [LEADER, FOLLOWER], epoch=1), [LEADER, FOLLOWER])
+    endpoint = LocalLeader(leader)
+    flushed: list[int] = []
+
+    async def flush(replica: Partition, up_to: int) -> None:
+        assert replica.log is pair.follower_log
+        flushed.append(up_to)
+
+    fetcher = ReplicaFetcher(LEADER, endpoint, SETTINGS, flush)
+    running.append(fetcher)
+    fetcher.add(pair.follower(epoch=1), 1)
+    fetcher.start()
+    for first in (0, 3, 5):
+        produce(leader, 3 if first == 0 else 2, first=first)
+        await in_sync(pair, leader)
+    assert flushed and flushed == sorted(flushed) and flushed[-1] == 7
+    reported = [p.fetch_offset for request in endpoint.fetches for p in request.partitions]
+    assert all(offset in flushed for offset in reported if offset > 0), (reported, flushed)
+
+
 async def test_many_batches_over_several_fetches(pair: Pair, running: list[ReplicaFetcher]) -> None:
     leader = pair.leader(epoch=0)
     for i in range(30):
