@@ -117,12 +117,19 @@ def test_statefulset_pods_form_a_cluster(docker_ready: None) -> None:
                 assert time.monotonic() < deadline, pods["kbroker-0"].logs(tail=30).decode()
                 time.sleep(1)
             for ordinal in range(3):
-                _, out = pods[f"zookeeper-{ordinal}"].exec_run(
-                    ["bash", "-c", "cat /data/myid; echo srvr | nc -q1 127.0.0.1 2181"]
-                )
-                lines = out.decode().splitlines()
-                assert lines[0] == str(ordinal + 1)
-                assert any(line in ("Mode: leader", "Mode: follower") for line in lines)
+                # Two nodes make a quorum: the third may still be joining (it then answers srvr
+                # without a mode; seen in CI). Ask again until it names one, for a bounded time.
+                deadline = time.monotonic() + 30
+                while True:
+                    _, out = pods[f"zookeeper-{ordinal}"].exec_run(
+                        ["bash", "-c", "cat /data/myid; echo srvr | nc -q1 127.0.0.1 2181"]
+                    )
+                    lines = out.decode().splitlines()
+                    assert lines[0] == str(ordinal + 1)
+                    if any(line in ("Mode: leader", "Mode: follower") for line in lines):
+                        break
+                    assert time.monotonic() < deadline, lines
+                    time.sleep(1)
             clusters = _http(pods["kbroker-2"], _url(2) + "/v3/clusters")
             cluster_id = clusters["data"][0]["cluster_id"]
             brokers = _http(pods["kbroker-2"], f"{_url(2)}/v3/clusters/{cluster_id}/brokers")
