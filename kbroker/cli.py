@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ import uvloop
 
 from kbroker import __version__
 from kbroker.config import ConfigError, load_broker_config
+from kclient.tuning import tune_gc
 
 __all__ = ["main"]
 
@@ -87,9 +87,9 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         broker = Broker(config)
-        tune_gc = loop.create_task(_tune_gc_when_ready(broker.ready))
+        gc_task = loop.create_task(_tune_gc_when_ready(broker.ready))
         await broker.run(stop)
-        tune_gc.cancel()
+        gc_task.cancel()
 
     uvloop.run(run())
     return 0
@@ -102,17 +102,6 @@ async def _tune_gc_when_ready(ready: asyncio.Event) -> None:
     docs/benchmarks.md for the measured effect)."""
     await ready.wait()
     tune_gc()
-
-
-def tune_gc() -> None:
-    """Freeze what exists now (start-up objects) and raise the young-generation threshold."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD_YOUNG, 20, 100)
-
-
-#: Allocations between young-generation collections (default 700).
-GC_THRESHOLD_YOUNG = 50_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:

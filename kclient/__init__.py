@@ -34,6 +34,7 @@ _EXPORTS = {
     "PartitionDescription": "kclient.structs",
     "PartitionLag": "kclient.structs",
     "Producer": "kclient.producer",
+    "tune_gc": "kclient.tuning",
     "RebalanceListener": "kclient.aio.consumer",
     "RecordFuture": "kclient._futures",
     "RecordMetadata": "kclient.structs",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
         TopicListing,
         TopicPartition,
     )
+    from kclient.tuning import tune_gc
 
 
 def __getattr__(name: str) -> Any:
@@ -120,4 +122,5 @@ __all__ = [
     "TopicDescription",
     "TopicListing",
     "TopicPartition",
+    "tune_gc",
 ]

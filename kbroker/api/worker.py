@@ -50,11 +50,11 @@ from kbroker.api.produce import (
     read_body,
     render_worker_outcome,
 )
-from kbroker.cli import tune_gc
 from kbroker.config import BrokerConfig
 from kbroker.errors import BrokerError, ErrorCode
 from kbroker.records import encode_partition_records, parse_produce_body
 from kclient.protocol import HIGH_WATERMARK_HEADER, MEDIA_BATCHES
+from kclient.tuning import tune_gc
 
 __all__ = ["Relay", "build_worker_app", "main"]
 

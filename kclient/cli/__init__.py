@@ -244,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, _, function = args.handler.partition(":")
     module = importlib.import_module(f"kclient.cli._{module_name}")
     from kclient.errors import BrokerUnavailableError, KClientError  # noqa: PLC0415 (fast --help)
+    from kclient.tuning import tune_gc  # noqa: PLC0415
+
+    tune_gc()  # perf consume: 1.5x records/s (kclient/tuning.py)
 
     try:
         code: int = getattr(module, function)(args)
