@@ -92,6 +92,11 @@ RATIOS: Final = [
         "produce/kbroker-python/r1000-c4",
         "produce/nats-python/r1000-c4",
     ),
+    (
+        "produce into a 10 GB topic / a 100 MB topic, same broker, alternated",
+        "scale/retained-10g",
+        "scale/retained-100m",
+    ),
 ]
 
 
@@ -199,7 +204,7 @@ FLOORS: Final = [
     ),
     Floor(
         "produce throughput with 10 GB retained within 10% of 100 MB",
-        _extra("scale/retained", "ratio_10g_to_100m"),
+        lambda r: ratio(r, "scale/retained-10g", "scale/retained-100m"),
         0.90,
     ),
     Floor(

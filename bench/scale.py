@@ -3,8 +3,13 @@
 * ``scale/partitions``: batched produce (1000 records x 64 connections, acks=1, one broker)
   into topics of 1, 10, 100 and 1000 partitions.
 * ``scale/retained``: batched produce, and a stateless fetch of 1M records from the log's
-  start, with ~100 MB and with ~10 GB already stored (1 GiB segments); the 10 GB is written
-  with wrk, the fastest path. Throughput should not depend on how much is stored.
+  start, with ~100 MB and with ~10 GB already stored in the topic (1 GiB segments); the 10 GB
+  is written with wrk, the fastest path. Throughput should not depend on how much is stored.
+* ``scale/retained-100m`` and ``scale/retained-10g``: the floor's comparison, side by side on
+  the same broker once the 10 GB is written: produce into a topic holding ~100 MB and into the
+  one holding ~10 GB, alternated (small, large, small, ...), one sample each per repetition.
+  Single samples taken minutes apart (the curve) also measure what the machine did in
+  between (the page-cache writeback of the 10 GB just written).
 * ``scale/recovery``: kill -9 of that broker at several log sizes, then a restart: seconds
   until its logs are loaded (its "loaded N logs" line), until it serves HTTP, and until a
   produce succeeds.
@@ -46,6 +51,8 @@ _PARTITION_COUNTS: Final = (1, 10, 100, 1000)
 _GROUP_SIZES: Final = (1, 2, 4, 8, 16, 32)
 _REBALANCE_PARTITIONS: Final = 64
 _RETAINED_TARGETS: Final = (0.1 * _GB, 3 * _GB, 10 * _GB)
+#: Bytes in the small topic of the side-by-side comparison.
+_SMALL_BYTES: Final = 0.1 * _GB
 #: Quick ZooKeeper session expiry: a broker restarted after kill -9 waits for its old session's
 #: ephemeral registration to expire (see docs/benchmarks.md).
 _FAST_SESSION: Final = {"zookeeper.session.timeout.ms": "4000"}
@@ -81,7 +88,10 @@ def _produce_load(kb: KBroker, topic: str, partitions: int, seconds: int) -> Cal
     )
 
 
-def _stored_bytes(path: Path) -> int:
+def _stored_bytes(path: Path, topic: str | None = None) -> int:
+    """Bytes of the files under ``path`` (only in ``topic``'s partition directories if given)."""
+    if topic is not None:
+        return sum(_stored_bytes(d) for d in path.glob(f"{topic}-*") if d.is_dir())
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
@@ -130,12 +140,12 @@ async def _post_until(url: str, body: bytes, requests: int) -> None:
         await asyncio.gather(*(worker() for _ in range(8)))
 
 
-def _fill(rec: Recorder, kb: KBroker, data: Path, target: float) -> int:
-    """Produce into ``retained`` until ``data`` holds about ``target`` bytes."""
+def _fill(rec: Recorder, kb: KBroker, data: Path, target: float, topic: str = "retained") -> int:
+    """Produce into ``topic`` until its partitions under ``data`` hold about ``target`` bytes."""
     body = workloads.batch_body(1000)
-    url = f"{kb.url}/topics/retained?acks=1"
+    url = f"{kb.url}/topics/{topic}?acks=1"
     started = time.monotonic()
-    size = _stored_bytes(data)
+    size = _stored_bytes(data, topic)
     while size < target * 0.98 and time.monotonic() - started < 600:
         left = target - size
         if left > 1.5 * _GB:
@@ -143,8 +153,9 @@ def _fill(rec: Recorder, kb: KBroker, data: Path, target: float) -> int:
         else:
             per_request = len(body) * 1.05
             asyncio.run(_post_until(url, body, max(int(left / per_request), 1)))
-        size = _stored_bytes(data)
-    rec.log(f"retained {size / _GB:.2f} GB after {time.monotonic() - started:.0f} s of filling")
+        size = _stored_bytes(data, topic)
+    took = time.monotonic() - started
+    rec.log(f"{topic} holds {size / _GB:.2f} GB after {took:.0f} s of filling")
     return size
 
 
@@ -217,8 +228,10 @@ def _retained_and_recovery(rec: Recorder, cfg: Config, zk: str) -> None:
         cfg.root, zk, chroot="/scale-retained", settings=_FAST_SESSION, log_level="INFO"
     ) as kb:
         broker = kb.processes[0]
-        kb.create_topic("retained", partitions=4, configs={"segment.bytes": str(1 << 30)})
+        for topic in ("small", "retained"):
+            kb.create_topic(topic, partitions=4, configs={"segment.bytes": str(1 << 30)})
         data = broker.data_dir
+        _fill(rec, kb, data, _SMALL_BYTES, topic="small")
         for target in _RETAINED_TARGETS:
             size = _fill(rec, kb, data, target)
             if target != _RETAINED_TARGETS[1]:
@@ -230,6 +243,7 @@ def _retained_and_recovery(rec: Recorder, cfg: Config, zk: str) -> None:
                 {"x": round(size / _GB, 2), "y": marks.get("produce"), **marks}
             )
             kb.leaders("retained")
+        _side_by_side(rec, cfg, kb)
     _summarise_retained(retained, recovery)
 
 
@@ -246,6 +260,26 @@ def _measure_retained(
             kb, "retained", 4, records=cfg.goal, max_records=1000, seconds=60
         ),
     )
+
+
+def _side_by_side(rec: Recorder, cfg: Config, kb: KBroker) -> None:
+    """The floor's comparison: the ~100 MB topic and the ~10 GB topic, alternated."""
+    rows = {
+        topic: rec.row(
+            key,
+            workload="retained",
+            system="kbroker",
+            mode=f"RF1 acks=1, 1000 x 64, into a topic holding {label}; alternated",
+            client="wrk (C)",
+        )
+        for topic, key, label in (
+            ("small", "scale/retained-100m", "~100 MB"),
+            ("retained", "scale/retained-10g", "~10 GB"),
+        )
+    }
+    for _ in range(cfg.reps):
+        for topic, row in rows.items():
+            rec.measure(row, _produce_load(kb, topic, 4, cfg.seconds))
 
 
 def _summarise_retained(retained: Row, recovery: Row) -> None:
