@@ -174,6 +174,11 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
 def _raw_records(body: bytes, doc: dict[str, Any], fields: frozenset[str]) -> bytes | None:
     if len(doc) != 1 or not fields <= _RAW_FIELDS:
         return None
+    # A repeated key: orjson keeps the last "records", and the slice below would span every
+    # array (an unreadable payload). Written without escapes, a repeat shows as a second
+    # "records"; with escapes ("rec\u006frds") it need not, so such bodies are re-encoded.
+    if body.count(b'"records"') != 1 or b"\\" in body:
+        return None
     # The body is `{ "records" : [ ... ] }` with optional whitespace: nothing before the array
     # can hold a "[" (the only key is "records"), nothing after it a "]".
     return body[body.index(b"[") : body.rindex(b"]") + 1]

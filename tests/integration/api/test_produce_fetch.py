@@ -105,6 +105,24 @@ def test_keyless_records_spread_and_keep_order(broker: BrokerProcess) -> None:
     assert partitions == {0, 1, 2}
 
 
+def test_a_repeated_records_key_stores_readable_records(broker: BrokerProcess) -> None:
+    # Regression: the broker stored the bytes between the first "[" and the last "]", which
+    # spanned both arrays; every later read of the partition failed.
+    create_topic(broker.url, "repeated")
+    body = b'{"records":[{"value":"first"}],"records":[{"value":"a"},{"value":"b"}]}'
+    status, _, answer = request(
+        broker.url + "/topics/repeated/partitions/0",
+        method="POST",
+        body=body,
+        headers={"Content-Type": JSON_V2},
+    )
+    assert status == 200, answer
+    assert [o["offset"] for o in orjson.loads(answer)["offsets"]] == [0, 1]
+    produce(broker.url, "repeated", [{"value": "after"}], partition=0)
+    got = fetch_all(broker.url, "repeated", 0, 0, 3)
+    assert [r["value"] for r in got] == ["a", "b", "after"]
+
+
 def test_long_poll_answers_as_soon_as_data_arrives(broker: BrokerProcess) -> None:
     import threading
 
