@@ -8,8 +8,10 @@
 * ``scale/retained-100m`` and ``scale/retained-10g``: the floor's comparison, side by side on
   the same broker once the 10 GB is written: produce into a topic holding ~100 MB and into the
   one holding ~10 GB, alternated (small, large, small, ...), one sample each per repetition.
-  Single samples taken minutes apart (the curve) also measure what the machine did in
-  between (the page-cache writeback of the 10 GB just written).
+  Each sample writes 1-2 GB, so every small sample gets a new topic filled to ~100 MB just
+  before it. Single samples taken minutes apart (the curve) also measure what the machine
+  did in between (the page-cache writeback of the 10 GB just written). Sizes are what a log
+  holds when its sample starts.
 * ``scale/recovery``: kill -9 of that broker at several log sizes, then a restart: seconds
   until its logs are loaded (its "loaded N logs" line), until it serves HTTP, and until a
   produce succeeds.
@@ -53,6 +55,7 @@ _REBALANCE_PARTITIONS: Final = 64
 _RETAINED_TARGETS: Final = (0.1 * _GB, 3 * _GB, 10 * _GB)
 #: Bytes in the small topic of the side-by-side comparison.
 _SMALL_BYTES: Final = 0.1 * _GB
+_RETAINED_CONFIGS: Final = {"segment.bytes": str(1 << 30)}
 #: Quick ZooKeeper session expiry: a broker restarted after kill -9 waits for its old session's
 #: ephemeral registration to expire (see docs/benchmarks.md).
 _FAST_SESSION: Final = {"zookeeper.session.timeout.ms": "4000"}
@@ -228,10 +231,8 @@ def _retained_and_recovery(rec: Recorder, cfg: Config, zk: str) -> None:
         cfg.root, zk, chroot="/scale-retained", settings=_FAST_SESSION, log_level="INFO"
     ) as kb:
         broker = kb.processes[0]
-        for topic in ("small", "retained"):
-            kb.create_topic(topic, partitions=4, configs={"segment.bytes": str(1 << 30)})
+        kb.create_topic("retained", partitions=4, configs=_RETAINED_CONFIGS)
         data = broker.data_dir
-        _fill(rec, kb, data, _SMALL_BYTES, topic="small")
         for target in _RETAINED_TARGETS:
             size = _fill(rec, kb, data, target)
             if target != _RETAINED_TARGETS[1]:
@@ -243,7 +244,7 @@ def _retained_and_recovery(rec: Recorder, cfg: Config, zk: str) -> None:
                 {"x": round(size / _GB, 2), "y": marks.get("produce"), **marks}
             )
             kb.leaders("retained")
-        _side_by_side(rec, cfg, kb)
+        _side_by_side(rec, cfg, kb, data)
     _summarise_retained(retained, recovery)
 
 
@@ -262,24 +263,29 @@ def _measure_retained(
     )
 
 
-def _side_by_side(rec: Recorder, cfg: Config, kb: KBroker) -> None:
-    """The floor's comparison: the ~100 MB topic and the ~10 GB topic, alternated."""
-    rows = {
-        topic: rec.row(
-            key,
-            workload="retained",
-            system="kbroker",
-            mode=f"RF1 acks=1, 1000 x 64, into a topic holding {label}; alternated",
-            client="wrk (C)",
-        )
-        for topic, key, label in (
-            ("small", "scale/retained-100m", "~100 MB"),
-            ("retained", "scale/retained-10g", "~10 GB"),
-        )
-    }
-    for _ in range(cfg.reps):
-        for topic, row in rows.items():
-            rec.measure(row, _produce_load(kb, topic, 4, cfg.seconds))
+def _side_by_side(rec: Recorder, cfg: Config, kb: KBroker, data: Path) -> None:
+    """The floor's comparison: a ~100 MB topic (a new one each time, since a sample writes
+    1-2 GB) and the ~10 GB topic, alternated."""
+    small = rec.row(
+        "scale/retained-100m",
+        workload="retained",
+        system="kbroker",
+        mode="RF1 acks=1, 1000 x 64, into a topic holding ~100 MB; alternated",
+        client="wrk (C)",
+    )
+    large = rec.row(
+        "scale/retained-10g",
+        workload="retained",
+        system="kbroker",
+        mode="RF1 acks=1, 1000 x 64, into the topic holding ~10 GB; alternated",
+        client="wrk (C)",
+    )
+    for rep in range(cfg.reps):
+        topic = f"small{rep}"  # no topic name is a prefix of another (see _stored_bytes)
+        kb.create_topic(topic, partitions=4, configs=_RETAINED_CONFIGS)
+        _fill(rec, kb, data, _SMALL_BYTES, topic=topic)
+        rec.measure(small, _produce_load(kb, topic, 4, cfg.seconds))
+        rec.measure(large, _produce_load(kb, "retained", 4, cfg.seconds))
 
 
 def _summarise_retained(retained: Row, recovery: Row) -> None:
