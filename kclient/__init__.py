@@ -34,7 +34,6 @@ _EXPORTS = {
     "PartitionDescription": "kclient.structs",
     "PartitionLag": "kclient.structs",
     "Producer": "kclient.producer",
-    "tune_gc": "kclient.tuning",
     "RebalanceListener": "kclient.aio.consumer",
     "RecordFuture": "kclient._futures",
     "RecordMetadata": "kclient.structs",
@@ -42,6 +41,7 @@ _EXPORTS = {
     "TopicDescription": "kclient.structs",
     "TopicListing": "kclient.structs",
     "TopicPartition": "kclient.structs",
+    "tune_gc": "kclient.tuning",
 }
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ A consumer that decodes a million records a second allocates a tuple and a bytes
 record (and a dict per record while a batch is parsed), and a producer or a broker parses as
 many. With CPython's default thresholds the young generation is collected every 700
 allocations, and the older generations, which hold the records waiting to be polled, are
-walked again and again. Measured on `kbctl perf consume` (docs/benchmarks.md): 545k records/s
-with the defaults, 820k with :func:`tune_gc`, 885k with the collector off.
+walked again and again. Measured on `kbctl perf consume` (docs/benchmarks.md): 527-553k
+records/s with the defaults, 811-825k with :func:`tune_gc`, 885k with the collector off.
 
 kclient never calls this by itself: the collector is the application's to tune. kbctl and the
 kbroker broker call it once they have started. Call it once, after your imports and start-up.
