@@ -266,19 +266,15 @@ def _measure_retained(
 def _side_by_side(rec: Recorder, cfg: Config, kb: KBroker, data: Path) -> None:
     """The floor's comparison: a ~100 MB topic (a new one each time, since a sample writes
     1-2 GB) and the ~10 GB topic, alternated."""
-    small = rec.row(
-        "scale/retained-100m",
-        workload="retained",
-        system="kbroker",
-        mode="RF1 acks=1, 1000 x 64, into a topic holding ~100 MB; alternated",
-        client="wrk (C)",
-    )
-    large = rec.row(
-        "scale/retained-10g",
-        workload="retained",
-        system="kbroker",
-        mode="RF1 acks=1, 1000 x 64, into the topic holding ~10 GB; alternated",
-        client="wrk (C)",
+    small, large = (
+        rec.row(
+            f"scale/retained-{size}",
+            workload="retained",
+            system="kbroker",
+            mode=f"RF1 acks=1, 1000 x 64, into a topic holding ~{label}; alternated",
+            client="wrk (C)",
+        )
+        for size, label in (("100m", "100 MB"), ("10g", "10 GB"))
     )
     for rep in range(cfg.reps):
         topic = f"small{rep}"  # no topic name is a prefix of another (see _stored_bytes)
