@@ -504,7 +504,9 @@ def charts(rows: dict[str, Row], out_dir: Path, prefix: str) -> list[Path]:
         paths.append(_matrix_chart(plt, matrix, shapes, out_dir / f"{prefix}matrix.png"))
     scale = [r for r in rows.values() if r.workload.startswith("scale") and r.extra.get("points")]
     if scale:
-        paths.append(_scale_chart(plt, scale, out_dir / f"{prefix}scale.png"))
+        side = [rows.get(f"scale/retained-{size}") for size in ("100m", "10g")]
+        side_by_side = [r.records_per_second for r in side if r is not None and r.samples]
+        paths.append(_scale_chart(plt, scale, out_dir / f"{prefix}scale.png", side_by_side))
     return paths
 
 
@@ -576,7 +578,11 @@ def _human(value: float, _pos: object = None) -> str:
     return f"{value:.3g}"
 
 
-def _scale_chart(plt: Any, scale: list[Row], path: Path) -> Path:
+def _scale_chart(
+    plt: Any, scale: list[Row], path: Path, side_by_side: list[float] | None = None
+) -> Path:
+    """One panel per curve. ``side_by_side``: the medians of the ~100 MB and ~10 GB topics
+    measured alternately (the retained floor), drawn over the retained curve."""
     import textwrap  # noqa: PLC0415
 
     from matplotlib.ticker import FuncFormatter  # noqa: PLC0415
@@ -607,6 +613,15 @@ def _scale_chart(plt: Any, scale: list[Row], path: Path) -> Path:
         ax.set_ylim(bottom=0, top=max(ys, default=1) * 1.25)
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(_human(y), (x, y), fontsize=7, textcoords="offset points", xytext=(0, 5))
+        if row.key == "scale/retained" and side_by_side and len(side_by_side) == len(xs) == 2:
+            ax.lines[0].set_label("single samples, minutes apart")
+            ax.plot(xs, side_by_side, marker="D", linestyle="--", color="#2ca02c")
+            ax.lines[-1].set_label("side by side, alternated (the floor)")
+            for x, y in zip(xs, side_by_side, strict=True):
+                ax.annotate(
+                    _human(y), (x, y), fontsize=7, textcoords="offset points", xytext=(0, -11)
+                )
+            ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
