@@ -4,6 +4,10 @@
 [--advertised-url URL] [--rack R] --data-dir DIR [--config FILE.toml] [--set NAME=VALUE ...]``.
 Every option may also come from a ``KBROKER_*`` environment variable or the TOML file; see
 kbroker.config for the precedence and docs/operations.md for every setting.
+
+Exit codes: 0 after a stop by SIGTERM/SIGINT, 1 when no ZooKeeper server answered within
+``zookeeper.connection.timeout.ms`` (a failed start; the broker serves nothing), 2 for bad
+arguments or settings.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import uvloop
 
 from kbroker import __version__
 from kbroker.config import ConfigError, load_broker_config
+from kbroker.coordination.errors import ZooKeeperUnavailableError
 from kclient.tuning import tune_gc
 
 __all__ = ["main"]
@@ -91,7 +96,13 @@ def _serve(args: argparse.Namespace) -> int:
         await broker.run(stop)
         gc_task.cancel()
 
-    uvloop.run(run())
+    try:
+        uvloop.run(run())
+    except ZooKeeperUnavailableError as exc:
+        # Like Kafka's broker: no ZooKeeper within zookeeper.connection.timeout.ms is a failed
+        # start (exit 1, one line), for a supervisor (systemd, Kubernetes) to retry.
+        logging.getLogger("kbroker").error("cannot start: %s", exc)
+        return 1
     return 0
 
 

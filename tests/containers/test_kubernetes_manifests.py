@@ -70,6 +70,9 @@ def _pods(client: Any) -> Iterator[dict[str, Any]]:
                     hostname=pod,
                     name=f"{owner}-{pod}",
                     user=f"{user['runAsUser']}:{user['runAsGroup']}",
+                    # A pod's restartPolicy is Always: the kubelet restarts a container that
+                    # exits (a broker whose ZooKeeper did not answer in time, say).
+                    restart_policy={"Name": "always"},
                     labels={LABEL: owner},
                     network=network.name,
                     networking_config={
@@ -101,6 +104,17 @@ def _http(pod: Any, url: str, body: Any = None) -> Any:
     return json.loads(output.decode().strip().splitlines()[-1])
 
 
+def _logs(pods: dict[str, Any]) -> str:
+    """Each pod's restart count and last log lines, for a failure message."""
+    parts = []
+    for name, pod in pods.items():
+        pod.reload()
+        restarts = pod.attrs["RestartCount"]
+        tail = pod.logs(tail=15).decode(errors="replace")
+        parts.append(f"--- {name} ({pod.status}, {restarts} restarts)\n{tail}")
+    return "\n".join(parts)
+
+
 def _url(ordinal: int) -> str:
     return f"http://kbroker-{ordinal}.kbroker-headless.{NAMESPACE}.svc.cluster.local:8080"
 
@@ -111,10 +125,11 @@ def test_statefulset_pods_form_a_cluster(docker_ready: None) -> None:
         with _pods(client) as pods:
             deadline = time.monotonic() + 120
             while True:
-                with contextlib.suppress(AssertionError):
+                # AssertionError: no answer yet; APIError 409: the container is restarting.
+                with contextlib.suppress(AssertionError, docker.errors.APIError):
                     if _http(pods["kbroker-0"], _url(1) + "/brokers")["brokers"] == [1, 2, 3]:
                         break
-                assert time.monotonic() < deadline, pods["kbroker-0"].logs(tail=30).decode()
+                assert time.monotonic() < deadline, _logs(pods)
                 time.sleep(1)
             for ordinal in range(3):
                 # Two nodes make a quorum: the third may still be joining (it then answers srvr
