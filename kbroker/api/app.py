@@ -11,7 +11,7 @@ from aiohttp import web
 
 from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
 from kbroker.api.errors import Handler, answer_or_error
-from kbroker.api.fetch import fetch_batches, fetch_records
+from kbroker.api.fetch import fetch_batches, fetch_messages, fetch_records
 from kbroker.api.forward import original_host
 from kbroker.api.produce import (
     WORKER_APPEND_PATH,
@@ -53,6 +53,7 @@ def build_app(services: Services, *, local: bool = False) -> web.Application:
             web.post("/topics/{topic}/partitions/{partition}", produce_to_partition),
             web.get("/topics/{topic}/partitions/{partition}/records", fetch_records),
             web.get("/topics/{topic}/partitions/{partition}/batches", fetch_batches),
+            web.get("/topics/{topic}/partitions/{partition}/messages", fetch_messages),
         ]
     )
     app.add_routes(v3.routes())

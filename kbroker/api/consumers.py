@@ -13,6 +13,11 @@ capped by ``consumer.request.timeout.ms``); a record larger than ``max_bytes`` i
 rather than never; with ``auto.commit.enable`` the positions reached by the *previous* records
 request are committed at the start of each records request (Kafka's auto-commit semantics) and
 when partitions move away in a rebalance.
+
+REST Proxy v1's consumer calls work as well (docs/api.md, "REST Proxy v1"):
+``GET .../instances/{name}/topics/{topic}[?max_bytes=]`` reads one topic, subscribing the
+instance to it on first use, and a commit in v1 media types answers with v1's
+``[{"topic", "partition", "consumed", "committed"}]``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from aiohttp import web
 from kbroker.api.coordination import coordinated, leader_offsets
 from kbroker.api.errors import json_response
 from kbroker.api.groups import body_of, check_partitions, offsets_of, partitions_of
-from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
+from kbroker.api.media import MEDIA_OF_FORMAT, MEDIA_OF_FORMAT_V1, MEDIA_V1, accepted_format, is_v1
 from kbroker.api.params import int_param
 from kbroker.api.services import SERVICES, Services
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
@@ -174,19 +179,26 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         if pattern is not None and not isinstance(pattern, str):
             raise InvalidRequestError("topic_pattern must be a string")
         async with instance.lock:
-            if instance.manual is not None:
-                raise BrokerError(
-                    "Subscription to topics, partitions and pattern are "
-                    "mutually exclusive (the consumer has an assignment)",
-                    ErrorCode.ILLEGAL_STATE,
-                )
-            instance.topics = tuple(topics or ())
-            instance.pattern = pattern
-            await services.coordinator.save_instance(instance)
-            await services.coordinator.subscribe_instance(instance)
+            await _subscribe(services, instance, tuple(topics or ()), pattern)
         return web.Response(status=204)
 
     return await coordinated(request, request.match_info["group"], handle)
+
+
+async def _subscribe(
+    services: Services, instance: RestInstance, topics: tuple[str, ...], pattern: str | None
+) -> None:
+    """Make ``topics`` (or ``pattern``) the subscription; the caller holds ``instance.lock``."""
+    if instance.manual is not None:
+        raise BrokerError(
+            "Subscription to topics, partitions and pattern are "
+            "mutually exclusive (the consumer has an assignment)",
+            ErrorCode.ILLEGAL_STATE,
+        )
+    instance.topics = topics
+    instance.pattern = pattern
+    await services.coordinator.save_instance(instance)
+    await services.coordinator.subscribe_instance(instance)
 
 
 async def get_subscription(request: web.Request) -> web.StreamResponse:
@@ -331,19 +343,7 @@ async def records(request: web.Request) -> web.StreamResponse:
     async def handle() -> web.StreamResponse:
         services = request.app[SERVICES]
         instance = _instance(request)
-        fmt = EmbeddedFormat(instance.format)
-        wanted = accepted_format(request.headers.get("Accept"), default=fmt)
-        if wanted is not fmt:
-            raise BrokerError(
-                f"The consumer's format is {fmt.value}; accept {MEDIA_OF_FORMAT[fmt]}",
-                ErrorCode.NOT_ACCEPTABLE,
-            )
-        cap = services.config.consumer_request_timeout_ms
-        timeout = int_param(request, "timeout", default=cap, low=0, high=3_600_000)
-        timeout = min(timeout if timeout > 0 else cap, cap)
-        max_bytes = int_param(
-            request, "max_bytes", default=MAX_RECORDS_BYTES, low=1, high=MAX_RECORDS_BYTES
-        )
+        fmt, timeout, max_bytes = _read_params(request, services, instance)
         async with instance.lock:
             await _auto_commit(services, instance)
             out = await _poll(services, instance, fmt, timeout, max_bytes)
@@ -352,10 +352,68 @@ async def records(request: web.Request) -> web.StreamResponse:
     return await coordinated(request, request.match_info["group"], handle)
 
 
+async def read_topic(request: web.Request) -> web.StreamResponse:
+    """REST Proxy v1's read, ``GET .../instances/{name}/topics/{topic}[?max_bytes=]``.
+
+    The first read of a topic adds it to the instance's subscription (v1 consumers subscribed
+    by reading) unless the instance was assigned partitions of it; the answer holds records of
+    that topic only, and the positions of the instance's other topics do not move.
+    """
+
+    async def handle() -> web.StreamResponse:
+        services = request.app[SERVICES]
+        instance = _instance(request)
+        topic = request.match_info["topic"]
+        services.metadata.topic(topic)  # 404 for an unknown topic, as v1 answered
+        fmt, timeout, max_bytes = _read_params(request, services, instance)
+        async with instance.lock:
+            assigned = any(t == topic for t, _ in instance.manual or ())
+            if topic not in instance.topics and not assigned:
+                if instance.pattern is not None:
+                    raise BrokerError(
+                        "The consumer is subscribed to a pattern", ErrorCode.ILLEGAL_STATE
+                    )
+                await _subscribe(services, instance, (*instance.topics, topic), None)
+            await _auto_commit(services, instance)
+            out = await _poll(services, instance, fmt, timeout, max_bytes, topic=topic)
+        return json_response(orjson.dumps(out), content_type=MEDIA_OF_FORMAT_V1[fmt])
+
+    return await coordinated(request, request.match_info["group"], handle)
+
+
+def _read_params(
+    request: web.Request, services: Services, instance: RestInstance
+) -> tuple[EmbeddedFormat, int, int]:
+    """A records request's format (406 unless the instance's), timeout and max_bytes."""
+    fmt = EmbeddedFormat(instance.format)
+    wanted = accepted_format(request.headers.get("Accept"), default=fmt)
+    if wanted is not fmt:
+        raise BrokerError(
+            f"The consumer's format is {fmt.value}; accept {MEDIA_OF_FORMAT[fmt]}",
+            ErrorCode.NOT_ACCEPTABLE,
+        )
+    cap = services.config.consumer_request_timeout_ms
+    timeout = int_param(request, "timeout", default=cap, low=0, high=3_600_000)
+    timeout = min(timeout if timeout > 0 else cap, cap)
+    max_bytes = int_param(
+        request, "max_bytes", default=MAX_RECORDS_BYTES, low=1, high=MAX_RECORDS_BYTES
+    )
+    return fmt, timeout, max_bytes
+
+
 async def _poll(
-    services: Services, instance: RestInstance, fmt: EmbeddedFormat, timeout_ms: int, max_bytes: int
+    services: Services,
+    instance: RestInstance,
+    fmt: EmbeddedFormat,
+    timeout_ms: int,
+    max_bytes: int,
+    *,
+    topic: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Records from the instance's assigned partitions (of ``topic`` only, if given)."""
     assignment = services.coordinator.instance_assignment(instance)
+    if topic is not None:
+        assignment = [tp for tp in assignment if tp[0] == topic]
     for tp in assignment:
         if tp not in instance.positions:
             instance.positions[tp] = await _initial_position(services, instance, tp)
@@ -513,6 +571,12 @@ async def commit(request: web.Request) -> web.StreamResponse:
                 check_partitions(services, list(offsets))
             if offsets:
                 await _commit(services, instance, offsets)
+        if is_v1(request.headers.get("Content-Type"), request.headers.get("Accept")):
+            committed = [
+                {"topic": t, "partition": p, "consumed": e.offset, "committed": e.offset}
+                for (t, p), e in sorted(offsets.items())
+            ]
+            return json_response(committed, content_type=MEDIA_V1)
         return json_response([], content_type="application/vnd.kafka.v2+json")
 
     return await coordinated(request, request.match_info["group"], handle)
@@ -560,6 +624,7 @@ def routes() -> list[web.RouteDef]:
         web.post(i + "/positions", seek),
         web.post(i + "/positions/{edge:beginning|end}", seek_edge),
         web.get(i + "/records", records),
+        web.get(i + "/topics/{topic}", read_topic),
         web.post(i + "/offsets", commit),
         web.get(i + "/offsets", committed),
     ]

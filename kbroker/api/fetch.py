@@ -7,7 +7,8 @@ available and answers as soon as records arrive. ``max_bytes`` bounds the stored
 returned batches, except that a first record larger than it is returned alone so that a reader
 is never stuck. The Accept header picks the format (JSON unless it names binary). Response
 headers ``X-KBroker-High-Watermark`` and ``X-KBroker-Next-Offset`` tell a stateless reader the
-partition's committed end and where to continue.
+partition's committed end and where to continue. REST Proxy v1's
+``GET .../partitions/{partition}/messages?offset=N&count=M`` is served here too.
 
 Offsets outside [log start offset, log end offset] are 416 OFFSET_OUT_OF_RANGE (the body carries
 both bounds); reading at the log end offset waits for new records. A broker that does not lead
@@ -22,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from kbroker.api.errors import json_response
-from kbroker.api.media import MEDIA_OF_FORMAT, accepted_format
+from kbroker.api.media import MEDIA_OF_FORMAT, MEDIA_OF_FORMAT_V1, accepted_format
 from kbroker.api.params import int_param, offset_param, partition_path, topic_path
 from kbroker.api.services import SERVICES
 from kbroker.config import BrokerConfig
@@ -34,9 +35,17 @@ from kclient.protocol import (
     LOG_START_HEADER,
     MEDIA_BATCHES,
     NEXT_OFFSET_HEADER,
+    EmbeddedFormat,
 )
 
-__all__ = ["ReadParams", "fetch_batches", "fetch_records", "read_params", "records_response"]
+__all__ = [
+    "ReadParams",
+    "fetch_batches",
+    "fetch_messages",
+    "fetch_records",
+    "read_params",
+    "records_response",
+]
 
 #: Cap on max_records (keeps one response bounded in memory).
 MAX_RECORDS = 100_000
@@ -112,10 +121,18 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
 
 
 def records_response(
-    request: web.Request, read: ReadParams, data: bytes | memoryview, high_watermark: int
+    request: web.Request,
+    read: ReadParams,
+    data: bytes | memoryview,
+    high_watermark: int,
+    *,
+    v1: bool = False,
 ) -> web.Response:
-    """The ``/records`` answer for batches read at ``read`` (rendered in the Accept format)."""
-    fmt = accepted_format(request.headers.get("Accept"))
+    """The ``/records`` answer for batches read at ``read`` (rendered in the Accept format;
+    ``v1``: binary unless it names json, as REST Proxy v1 answered)."""
+    fmt = accepted_format(
+        request.headers.get("Accept"), default=EmbeddedFormat.BINARY if v1 else EmbeddedFormat.JSON
+    )
     max_records = MAX_RECORDS if read.max_records is None else read.max_records
     rendered = render_batches(
         data,
@@ -126,10 +143,32 @@ def records_response(
         max_records=max_records,
         max_bytes=read.max_bytes,
     )
-    response = json_response(orjson.dumps(rendered.records), content_type=MEDIA_OF_FORMAT[fmt])
+    media = (MEDIA_OF_FORMAT_V1 if v1 else MEDIA_OF_FORMAT)[fmt]
+    response = json_response(orjson.dumps(rendered.records), content_type=media)
     response.headers[HIGH_WATERMARK_HEADER] = str(high_watermark)
     response.headers[NEXT_OFFSET_HEADER] = str(rendered.next_offset)
     return response
+
+
+async def fetch_messages(request: web.Request) -> web.StreamResponse:
+    """REST Proxy v1's read by offset: ``GET .../partitions/{p}/messages?offset=N[&count=M]``.
+
+    Up to ``count`` (default 1, as in v1) records from offset N, answered at once (no
+    long-poll: v1 read what was there); binary unless the Accept header names json.
+    """
+    config = request.app[SERVICES].config
+    read = ReadParams(
+        topic=topic_path(request),
+        partition=partition_path(request),
+        offset=offset_param(request),
+        max_bytes=config.fetch_max_bytes,
+        timeout_ms=0,
+        max_records=int_param(request, "count", default=1, low=1, high=MAX_RECORDS),
+    )
+    result = await _read(request, read)
+    if isinstance(result, web.Response):
+        return result
+    return records_response(request, read, result.data, result.high_watermark, v1=True)
 
 
 async def fetch_batches(request: web.Request) -> web.StreamResponse:

@@ -6,6 +6,12 @@ and ``application/json``, which both mean the JSON format. Schema-registry forma
 jsonschema, protobuf) are refused with 415. Records are returned in the format the ``Accept``
 header names; a generic or absent Accept means JSON. Parameters such as ``charset`` are ignored;
 matching is case-insensitive.
+
+REST Proxy v1's media types (removed from Confluent's proxy in CP 6.0, still sent by older
+clients) are accepted too: ``application/vnd.kafka.binary.v1+json`` and
+``application/vnd.kafka.json.v1+json`` name their format; the generic
+``application/vnd.kafka.v1+json`` and ``application/vnd.kafka+json`` mean binary in a produce
+body, as they did in v1 (docs/api.md, "REST Proxy v1").
 """
 
 from __future__ import annotations
@@ -21,18 +27,51 @@ from kclient.protocol import (
     EmbeddedFormat,
 )
 
-__all__ = ["accepted_format", "media_type_of", "produce_format", "require_json_body"]
+__all__ = [
+    "MEDIA_BINARY_V1",
+    "MEDIA_JSON_V1",
+    "MEDIA_OF_FORMAT",
+    "MEDIA_OF_FORMAT_V1",
+    "MEDIA_V1",
+    "accepted_format",
+    "is_v1",
+    "media_type_of",
+    "produce_format",
+    "require_json_body",
+]
+
+MEDIA_V1: Final = "application/vnd.kafka.v1+json"
+MEDIA_KAFKA: Final = "application/vnd.kafka+json"
+MEDIA_JSON_V1: Final = "application/vnd.kafka.json.v1+json"
+MEDIA_BINARY_V1: Final = "application/vnd.kafka.binary.v1+json"
+_V1: Final = frozenset({MEDIA_V1, MEDIA_KAFKA, MEDIA_JSON_V1, MEDIA_BINARY_V1})
 
 _PRODUCE: Final = {
     MEDIA_JSON_V2: EmbeddedFormat.JSON,
     MEDIA_BINARY_V2: EmbeddedFormat.BINARY,
     MEDIA_V2: EmbeddedFormat.JSON,
     MEDIA_JSON: EmbeddedFormat.JSON,
+    MEDIA_JSON_V1: EmbeddedFormat.JSON,
+    MEDIA_BINARY_V1: EmbeddedFormat.BINARY,
+    MEDIA_V1: EmbeddedFormat.BINARY,
+    MEDIA_KAFKA: EmbeddedFormat.BINARY,
 }
-_GENERIC_ACCEPT: Final = frozenset({"*/*", "application/*", MEDIA_JSON, MEDIA_V2})
+_NAMED_ACCEPT: Final = {
+    MEDIA_BINARY_V2: EmbeddedFormat.BINARY,
+    MEDIA_JSON_V2: EmbeddedFormat.JSON,
+    MEDIA_BINARY_V1: EmbeddedFormat.BINARY,
+    MEDIA_JSON_V1: EmbeddedFormat.JSON,
+}
+_GENERIC_ACCEPT: Final = frozenset(
+    {"*/*", "application/*", MEDIA_JSON, MEDIA_V2, MEDIA_V1, MEDIA_KAFKA}
+)
 MEDIA_OF_FORMAT: Final = {
     EmbeddedFormat.JSON: MEDIA_JSON_V2,
     EmbeddedFormat.BINARY: MEDIA_BINARY_V2,
+}
+MEDIA_OF_FORMAT_V1: Final = {
+    EmbeddedFormat.JSON: MEDIA_JSON_V1,
+    EmbeddedFormat.BINARY: MEDIA_BINARY_V1,
 }
 
 
@@ -72,19 +111,26 @@ def accepted_format(
     """The record format an Accept header asks for, or 406 NOT_ACCEPTABLE.
 
     The first acceptable entry wins (quality factors are not weighed); ``*/*``,
-    ``application/json`` and ``application/vnd.kafka.v2+json`` mean ``default``.
+    ``application/json`` and the generic v2 and v1 types mean ``default``.
     """
     if not accept or not accept.strip():
         return default
     for part in accept.split(","):
         media = media_type_of(part)
-        if media == MEDIA_BINARY_V2:
-            return EmbeddedFormat.BINARY
-        if media == MEDIA_JSON_V2:
-            return EmbeddedFormat.JSON
+        named = _NAMED_ACCEPT.get(media)
+        if named is not None:
+            return named
         if media in _GENERIC_ACCEPT:
             return default
     raise BrokerError(
         f"Not acceptable: {accept!r}; accept {MEDIA_JSON_V2} or {MEDIA_BINARY_V2}",
         ErrorCode.NOT_ACCEPTABLE,
     )
+
+
+def is_v1(content_type: str | None, accept: str | None) -> bool:
+    """Whether a request speaks REST Proxy v1: its Content-Type, or the first entry of its
+    Accept header, is a v1 media type (v1 clients list v1 first)."""
+    if media_type_of(content_type) in _V1:
+        return True
+    return accept is not None and media_type_of(accept.split(",", 1)[0]) in _V1

@@ -14,6 +14,7 @@ from aiohttp import web
 from kbroker import __version__
 from kbroker.api.errors import json_response
 from kbroker.api.fetch import MAX_RECORDS
+from kbroker.api.media import MEDIA_BINARY_V1, MEDIA_JSON_V1
 from kbroker.api.params import MAX_OFFSET, TOPIC_NAME
 from kbroker.api.services import SERVICES
 from kbroker.config import BrokerConfig
@@ -476,6 +477,29 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
                 ),
             )
         },
+        "/topics/{topic}/partitions/{partition}/messages": {
+            "get": _op(
+                "REST Proxy v1: records from an offset (answers at once; binary by default)",
+                [
+                    *fetch_params[:3],
+                    _query_param(
+                        "count",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_RECORDS, "default": 1},
+                        "Most records to return.",
+                    ),
+                ],
+                _ok("Records", records, MEDIA_JSON_V1, MEDIA_BINARY_V1),
+                (
+                    *_PARTITION_ERRORS,
+                    ErrorCode.INVALID_OFFSET,
+                    ErrorCode.INVALID_PARAMETER,
+                    ErrorCode.OFFSET_OUT_OF_RANGE,
+                    ErrorCode.NOT_ACCEPTABLE,
+                    ErrorCode.JSON_CONVERSION,
+                    *_FORWARD_ERRORS,
+                ),
+            )
+        },
         "/topics/{topic}/partitions/{partition}/batches": {
             "get": _op(
                 "Fetch stored record batches from an offset (kbroker extension)",
@@ -772,6 +796,24 @@ def _consumer_paths() -> dict[str, Any]:
     state = (*base, ErrorCode.ILLEGAL_STATE, ErrorCode.UNKNOWN_TOPIC, ErrorCode.UNKNOWN_PARTITION)
     done = _ok("Done", None, status="204")
     records = {"type": "array", "items": _ref("Record")}
+    read_params = [
+        _query_param(
+            "timeout",
+            {"type": "integer", "minimum": 0},
+            "Milliseconds to wait while no record is available.",
+        ),
+        _query_param(
+            "max_bytes",
+            {"type": "integer", "minimum": 1, "maximum": 64 << 20},
+            "Bound on the records' size.",
+        ),
+    ]
+    read_errors = (
+        *state,
+        ErrorCode.NOT_ACCEPTABLE,
+        ErrorCode.INVALID_PARAMETER,
+        ErrorCode.JSON_CONVERSION,
+    )
     return {
         "/consumers/{group}": {
             "post": _op(
@@ -836,27 +878,18 @@ def _consumer_paths() -> dict[str, Any]:
         i + "/records": {
             "get": _op(
                 "Records of the assigned partitions (answers as soon as there are some)",
-                [
-                    _GROUP,
-                    _INSTANCE,
-                    _query_param(
-                        "timeout",
-                        {"type": "integer", "minimum": 0},
-                        "Milliseconds to wait while no record is available.",
-                    ),
-                    _query_param(
-                        "max_bytes",
-                        {"type": "integer", "minimum": 1, "maximum": 64 << 20},
-                        "Bound on the records' size.",
-                    ),
-                ],
+                [_GROUP, _INSTANCE, *read_params],
                 _ok("Records", records, MEDIA_JSON_V2, MEDIA_BINARY_V2),
-                (
-                    *state,
-                    ErrorCode.NOT_ACCEPTABLE,
-                    ErrorCode.INVALID_PARAMETER,
-                    ErrorCode.JSON_CONVERSION,
-                ),
+                read_errors,
+                tag=tag,
+            )
+        },
+        i + "/topics/{topic}": {
+            "get": _op(
+                "REST Proxy v1: records of one topic (the first read subscribes to it)",
+                [_GROUP, _INSTANCE, _TOPIC, *read_params],
+                _ok("Records", records, MEDIA_JSON_V1, MEDIA_BINARY_V1),
+                (*read_errors, ErrorCode.UNKNOWN_TOPIC),
                 tag=tag,
             )
         },
