@@ -35,7 +35,7 @@ from kbroker.api.coordination import coordinated, leader_offsets
 from kbroker.api.errors import json_response
 from kbroker.api.groups import body_of, check_partitions, offsets_of, partitions_of
 from kbroker.api.media import MEDIA_OF_FORMAT, MEDIA_OF_FORMAT_V1, MEDIA_V1, accepted_format, is_v1
-from kbroker.api.params import int_param
+from kbroker.api.params import int_param, timestamp_ms
 from kbroker.api.services import SERVICES, Services
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 from kbroker.group.coordinator import RestInstance
@@ -297,7 +297,7 @@ async def seek(request: web.Request) -> web.StreamResponse:
                 tp = partitions_of({"p": [entry]}, "p")[0]
                 _assigned(services, instance, [tp])
                 found = await leader_offsets(
-                    services, tp[0], tp[1], timestamp=_timestamp(entry.get("timestamp"))
+                    services, tp[0], tp[1], timestamp=timestamp_ms(entry.get("timestamp"))
                 )
                 instance.positions[tp] = int(
                     found["offset"] if found.get("offset") is not None else found["end_offset"]
@@ -305,18 +305,6 @@ async def seek(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
 
     return await coordinated(request, request.match_info["group"], handle)
-
-
-def _timestamp(value: Any) -> int:
-    """A timestamp in ms, or an ISO-8601 string as Confluent's positions API takes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        from datetime import datetime  # noqa: PLC0415 - rare path
-
-        with contextlib.suppress(ValueError):
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-    raise BrokerError("timestamp must be milliseconds or ISO-8601", ErrorCode.INVALID_PARAMETER)
 
 
 async def seek_edge(request: web.Request) -> web.StreamResponse:

@@ -600,6 +600,23 @@ def _v3_paths() -> dict[str, Any]:
             ),
             "delete": _op("Delete a topic", [_CLUSTER, _TOPIC], none, (*tp, *admin), tag="v3"),
         },
+        t + "/records": {
+            "post": _op(
+                "Produce records: one JSON object per record, one report per line "
+                "(streamed for a chunked request)",
+                [_CLUSTER, _TOPIC],
+                _ok("Delivery reports, one JSON object per line", {"type": "object"}),
+                (
+                    *pa,
+                    *_BODY_ERRORS,
+                    ErrorCode.JSON_CONVERSION,
+                    ErrorCode.RECORD_TOO_LARGE,
+                    ErrorCode.INVALID_PARAMETER,
+                ),
+                body=_json_body({"type": "object", "additionalProperties": True}),
+                tag="v3",
+            )
+        },
         t + "/configs": {"get": _op("Topic configs", [_CLUSTER, _TOPIC], lst, tp, tag="v3")},
         t + "/configs:alter": {
             "post": _op(

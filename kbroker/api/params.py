@@ -8,11 +8,13 @@ cannot exist (bad name, not a non-negative integer) is a 404, since no such reso
 from __future__ import annotations
 
 import re
-from typing import Final
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from aiohttp import web
 
 from kbroker.errors import BrokerError, ErrorCode
+from kbroker.records import MAX_TIMESTAMP
 from kclient.protocol import MAX_PARTITION, MAX_TOPIC_NAME_LENGTH
 
 __all__ = [
@@ -20,8 +22,10 @@ __all__ = [
     "TOPIC_NAME",
     "acks_param",
     "int_param",
+    "iso_timestamp",
     "offset_param",
     "partition_path",
+    "timestamp_ms",
     "topic_path",
 ]
 
@@ -84,3 +88,31 @@ def acks_param(request: web.Request, header: str) -> int:
     if acks is None:
         raise BrokerError(f"acks={raw!r} must be 0, 1, -1 or all", ErrorCode.INVALID_PARAMETER)
     return acks
+
+
+def timestamp_ms(value: Any, name: str = "timestamp") -> int:
+    """Milliseconds since the epoch from an int or an ISO-8601 string (Confluent's positions
+    and v3 produce take both; a string without a zone is UTC), in [0, MAX_TIMESTAMP]."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP:
+        return value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            ms = int(moment.timestamp() * 1000)
+            if 0 <= ms <= MAX_TIMESTAMP:
+                return ms
+    raise BrokerError(
+        f"{name} must be milliseconds or an ISO-8601 time from 1970 to 9999",
+        ErrorCode.INVALID_PARAMETER,
+    )
+
+
+def iso_timestamp(ms: int) -> str:
+    """``ms`` since the epoch as ISO-8601 UTC with milliseconds, e.g. 2026-11-22T08:00:00.000Z."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -48,7 +48,7 @@ from kclient.protocol import (
     SEQUENCE_HEADER,
 )
 
-__all__ = ["produce_to_partition", "produce_to_topic", "read_body"]
+__all__ = ["Outcome", "produce_records", "produce_to_partition", "produce_to_topic", "read_body"]
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,12 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
         ((partition, positions),) = targets.items()
         outcome = await _produce_partition(job, partition, positions)
         return json_response(partition_response(partition, job.acks, outcome, len(positions)))
+    return json_response(encode_offsets_response(await _outcomes(job, targets)))
+
+
+async def _outcomes(job: _Job, targets: Mapping[int, Sequence[int]]) -> list[Outcome]:
+    """Append every partition's records (concurrently); the outcome of each record, in
+    request order."""
     results: list[Outcome] = [(None, None, None, None, False)] * len(job.parsed.records)
     outcomes = await asyncio.gather(
         *(_produce_partition(job, p, positions) for p, positions in targets.items())
@@ -210,7 +216,25 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
         else:
             for position, result in zip(positions, outcome, strict=True):
                 results[position] = result
-    return json_response(encode_offsets_response(results))
+    return results
+
+
+async def produce_records(
+    request: web.Request, topic: TopicInfo, body: ProduceBody, acks: int
+) -> list[Outcome]:
+    """Produce already-parsed records to ``topic`` (routed as ``POST /topics/{topic}`` routes
+    them): the outcome of each record, in order. For other endpoints' bodies (REST v3)."""
+    job = _Job(
+        request=request,
+        services=request.app[SERVICES],
+        topic=topic,
+        body=body,
+        acks=acks,
+        forwarded=False,
+    )
+    if not body.records:
+        return []
+    return await _outcomes(job, _route(job))
 
 
 _RETRY_ROUTING = frozenset(
