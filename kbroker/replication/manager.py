@@ -12,7 +12,9 @@ and follower fetch requests come in through it:
   long-polls on the log end offsets of the partitions asked for.
 
 A broker that has lost ZooKeeper for too long is *fenced* (:attr:`fenced`): it refuses every
-produce, since it may no longer be the leader the cluster agrees on.
+produce and every consumer read (``fetch``, ``offsets``), since it may no longer be the leader
+the cluster agrees on and its view of the log may be stale; it stays fenced after a new session
+until the cluster state has been re-read.
 
 Concurrency: event loop only. Background loops (ISR expiry, high-watermark checkpoint) are
 coroutines owned by the caller's TaskGroup.
@@ -240,10 +242,7 @@ class ReplicaManager:
                 f"Broker {self._config.broker_id} is shutting down; its partitions are moving",
                 ErrorCode.SHUTTING_DOWN,
             )
-        if self.fenced:
-            raise NotLeaderError(
-                f"Broker {self._config.broker_id} lost its ZooKeeper session; not leading"
-            )
+        self._check_not_fenced("leading")
         replica = self.leader(topic, partition)
         if acks == -1:
             replica.check_min_isr()
@@ -288,6 +287,7 @@ class ReplicaManager:
     ) -> ReadResult:
         """Committed batches from ``offset``; waits up to max_wait_ms while there are none.
         ``max_records``: the reader wants at most that many (bounds how much is read)."""
+        self._check_not_fenced("serving reads")
         replica = self.leader(topic, partition)
         result = replica.read_committed(offset, max_bytes=max_bytes, max_records=max_records)
         if result.data or max_wait_ms <= 0:
@@ -306,6 +306,7 @@ class ReplicaManager:
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int, int]:
         """(log start offset, high watermark, log end offset) of a local leader."""
+        self._check_not_fenced("serving reads")
         plog = self.leader(topic, partition).log
         return plog.log_start_offset, plog.high_watermark, plog.log_end_offset
 
@@ -388,6 +389,13 @@ class ReplicaManager:
         resumed from a stall longer than the fence delay (checked inline, before the session
         listener can run): refuse to lead."""
         return self._fenced or self._stalled()
+
+    def _check_not_fenced(self, what: str) -> None:
+        if self.fenced:
+            raise NotLeaderError(
+                f"Broker {self._config.broker_id} lost its ZooKeeper session; not {what} "
+                "until it has re-read the cluster state"
+            )
 
     def set_fenced(self, fenced: bool) -> None:
         if fenced != self._fenced:

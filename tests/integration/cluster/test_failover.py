@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +21,7 @@ from kbroker.coordination.zk import force_session_expiry
 from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
 from kbroker.testing.local import ZooKeeperEnsemble
 from kbroker.testing.workload import CheckResult, Writer, check, read_partition
+from tests.integration.http import produce, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -238,3 +241,65 @@ async def test_preferred_leader_election_on_demand(cluster: LocalCluster) -> Non
         assert time.monotonic() < deadline, "leaders did not move back to preferred replicas"
         await asyncio.sleep(0.2)
     await _finish(cluster, writer, task)
+
+
+def test_leader_resumed_after_its_session_serves_no_stale_read(cluster: LocalCluster) -> None:
+    """A leader paused beyond its session is replaced and the new leader takes more records.
+    A read sent to the old leader while it is stopped is answered, after SIGCONT, with the
+    retriable NOT_LEADER or with every record (once it has re-read ZooKeeper and forwards),
+    never from its old log; reads through it then see every record."""
+    cluster.create_topic(
+        "stale", partitions=1, replication_factor=3, configs={"min.insync.replicas": "2"}
+    )
+    assert produce(cluster.urls[0], "stale", [{"value": i} for i in range(5)])[0] == 200
+    victim = _leader_of(cluster, "stale")
+    others = [b.url for b in cluster.brokers if b is not victim]
+    victim.pause()
+    try:
+        deadline = time.monotonic() + 30
+        while _leader_seen_by(others[0], "stale") in (None, victim.broker_id):
+            assert time.monotonic() < deadline, "no new leader"
+            time.sleep(0.2)
+        status, body = produce(others[0], "stale", [{"value": i} for i in range(5, 10)])
+        assert status == 200 and all(o["error_code"] is None for o in body["offsets"]), body
+        parts = urlsplit(victim.url)
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        sock.sendall(
+            b"GET /topics/stale/partitions/0/records?offset=0&timeout=0 HTTP/1.1\r\n"
+            b"Host: x\r\nConnection: close\r\n\r\n"
+        )
+    finally:
+        victim.resume()
+    with sock:
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    doc = json.loads(payload)
+    if head.startswith(b"HTTP/1.1 200"):
+        assert [r["value"] for r in doc] == list(range(10)), doc  # after its re-read: all
+    else:
+        assert doc["error_code"] == 50309 and doc["retriable"], (head, doc)
+    deadline = time.monotonic() + 30
+    while True:
+        status, _, payload = request(
+            f"{victim.url}/topics/stale/partitions/0/records?offset=0&timeout=0"
+        )
+        if status == 200:
+            assert [r["value"] for r in json.loads(payload)] == list(range(10))
+            break
+        assert time.monotonic() < deadline, payload
+        time.sleep(0.2)
+
+
+def _leader_of(cluster: LocalCluster, topic: str) -> BrokerProcess:
+    deadline = time.monotonic() + 30
+    while (leader := cluster.leader_of(topic, 0)) is None:
+        assert time.monotonic() < deadline, "no leader"
+        time.sleep(0.2)
+    return cluster.broker(leader)
+
+
+def _leader_seen_by(url: str, topic: str) -> int | None:
+    status, body = http_json(f"{url}/topics/{topic}/partitions/0")
+    return body.get("leader") if status == 200 else None
