@@ -42,6 +42,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidPartitionsError",
     "InvalidPayloadError",
+    "InvalidProduceBatchError",
     "InvalidProducerEpochError",
     "InvalidReplicationFactorError",
     "InvalidSessionTimeoutError",
@@ -381,6 +382,13 @@ class InvalidPayloadError(BrokerError):
     retriable = False
 
 
+class InvalidProduceBatchError(BrokerError):
+    """A v3 batch produce is empty, too long or repeats an id."""
+
+    code = ErrorCode.INVALID_PRODUCE_BATCH
+    retriable = False
+
+
 class InvalidParameterError(BrokerError):
     """A path or query parameter is out of range or of the wrong type."""
 
@@ -596,6 +604,7 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[BrokerError]]] = {
     ErrorCode.JSON_CONVERSION: JsonConversionError,
     ErrorCode.INVALID_CONSUMER_CONFIG: InvalidConsumerConfigError,
     ErrorCode.INVALID_PAYLOAD: InvalidPayloadError,
+    ErrorCode.INVALID_PRODUCE_BATCH: InvalidProduceBatchError,
     ErrorCode.INVALID_PARAMETER: InvalidParameterError,
     ErrorCode.INVALID_TOPIC_NAME: InvalidTopicNameError,
     ErrorCode.INVALID_PARTITIONS: InvalidPartitionsError,

@@ -189,6 +189,7 @@ class ErrorCode(enum.IntEnum):
     JSON_CONVERSION = 42203
     INVALID_CONSUMER_CONFIG = 42204
     INVALID_PAYLOAD = 42206
+    INVALID_PRODUCE_BATCH = 42208
     INVALID_PARAMETER = 42210
     INVALID_TOPIC_NAME = 42220
     INVALID_PARTITIONS = 42221
@@ -252,6 +253,7 @@ _DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
     ErrorCode.JSON_CONVERSION: "A key or value cannot be converted (bad base64 or not JSON).",
     ErrorCode.INVALID_CONSUMER_CONFIG: "The consumer configuration is invalid.",
     ErrorCode.INVALID_PAYLOAD: "The JSON is well formed but not a valid request body.",
+    ErrorCode.INVALID_PRODUCE_BATCH: "A v3 batch produce is empty, too long or repeats an id.",
     ErrorCode.INVALID_PARAMETER: "A path or query parameter is out of range or of the wrong type.",
     ErrorCode.INVALID_TOPIC_NAME: "The topic name breaks Kafka's naming rules.",
     ErrorCode.INVALID_PARTITIONS: "The partition count is invalid.",

@@ -19,7 +19,7 @@ from kbroker.api.produce import (
     produce_to_partition,
     produce_to_topic,
 )
-from kbroker.api.produce_v3 import produce_v3
+from kbroker.api.produce_v3 import produce_batch_v3, produce_v3
 from kbroker.api.services import SERVICES, Services
 
 __all__ = ["broker_middleware", "build_app"]
@@ -56,6 +56,7 @@ def build_app(services: Services, *, local: bool = False) -> web.Application:
             web.get("/topics/{topic}/partitions/{partition}/batches", fetch_batches),
             web.get("/topics/{topic}/partitions/{partition}/messages", fetch_messages),
             web.post("/v3/clusters/{cluster_id}/topics/{topic}/records", produce_v3),
+            web.post("/v3/clusters/{cluster_id}/topics/{topic}/records:batch", produce_batch_v3),
         ]
     )
     app.add_routes(v3.routes())

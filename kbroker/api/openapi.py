@@ -617,6 +617,16 @@ def _v3_paths() -> dict[str, Any]:
                 tag="v3",
             )
         },
+        t + "/records:batch": {
+            "post": _op(
+                "Produce a batch of records with ids: 207 with successes and failures",
+                [_CLUSTER, _TOPIC],
+                _ok("Successes and failures, by entry id", {"type": "object"}, status="207"),
+                (*pa, *_BODY_ERRORS, ErrorCode.INVALID_PRODUCE_BATCH, ErrorCode.INVALID_PARAMETER),
+                body=_json_body({"type": "object", "additionalProperties": True}),
+                tag="v3",
+            )
+        },
         t + "/configs": {"get": _op("Topic configs", [_CLUSTER, _TOPIC], lst, tp, tag="v3")},
         t + "/configs:alter": {
             "post": _op(

@@ -36,7 +36,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import hdrs, web
 
-from kbroker.api.errors import error_response
+from kbroker.api.errors import error_response, json_response
 from kbroker.api.params import acks_param, iso_timestamp, timestamp_ms, topic_path
 from kbroker.api.produce import Outcome, produce_records, read_body
 from kbroker.api.services import SERVICES, Services
@@ -45,7 +45,7 @@ from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 from kbroker.records import parse_produce_body
 from kclient.protocol import ACKS_HEADER, EmbeddedFormat
 
-__all__ = ["produce_v3"]
+__all__ = ["MAX_BATCH_ENTRIES", "produce_batch_v3", "produce_v3"]
 
 _FIELDS: Final = frozenset({"partition_id", "headers", "key", "value", "timestamp"})
 _DATA_FIELDS: Final = frozenset({"type", "data"})
@@ -56,6 +56,10 @@ _TYPES: Final = ("BINARY", "JSON", "STRING")
 #: Characters that matter to the object splitter.
 _SPECIAL: Final = re.compile(rb'[{}"\\]')
 _SPACE: Final = b" \t\r\n"
+#: Most entries of one ``records:batch`` request (Confluent's default is 10).
+MAX_BATCH_ENTRIES: Final = 10_000
+#: Longest entry id of a ``records:batch`` request.
+MAX_BATCH_ID: Final = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +191,20 @@ def _object_end(buffer: bytes, position: int) -> int | None:
     return None
 
 
-async def produce_v3(request: web.Request) -> web.StreamResponse:
+async def _target(request: web.Request) -> tuple[Services, TopicInfo, int, dict[str, Any]]:
+    """(services, topic, acks, the fields every report shares) of a v3 produce request."""
     services: Services = request.app[SERVICES]
     cluster_id = request.match_info["cluster_id"]
     if cluster_id != services.metadata.cluster_id:
         raise BrokerError(f"Cluster {cluster_id} not found", ErrorCode.UNKNOWN_CLUSTER)
     topic = await services.ensure_topic(topic_path(request))
     acks = acks_param(request, ACKS_HEADER)
-    common = {"error_code": 200, "cluster_id": cluster_id, "topic_name": topic.name}
+    return services, topic, acks, {"cluster_id": cluster_id, "topic_name": topic.name}
+
+
+async def produce_v3(request: web.Request) -> web.StreamResponse:
+    services, topic, acks, names = await _target(request)
+    common = {"error_code": 200, **names}
     if "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower():
         return await _stream(request, services, topic, acks, common)
     body = await read_body(request, services.config.max_request_bytes)
@@ -261,11 +271,25 @@ async def _produce_group(
     request: web.Request, services: Services, topic: TopicInfo, texts: list[bytes], acks: int
 ) -> list[dict[str, Any] | BrokerError]:
     """Produce one group of record objects; a report (or error) per object, in order."""
-    now_ms = services.clock.now_ms()
-    checked: list[_Record | BrokerError] = []
+    docs: list[Any] = []
     for text in texts:
         try:
-            checked.append(_record(_loads(text), topic, now_ms))
+            docs.append(_loads(text))
+        except BrokerError as exc:
+            docs.append(exc)
+    return await _produce_docs(request, services, topic, docs, acks)
+
+
+async def _produce_docs(
+    request: web.Request, services: Services, topic: TopicInfo, docs: list[Any], acks: int
+) -> list[dict[str, Any] | BrokerError]:
+    """Produce parsed record objects (an error in place of one that could not be parsed); a
+    report (or error) per object, in order."""
+    now_ms = services.clock.now_ms()
+    checked: list[_Record | BrokerError] = []
+    for doc in docs:
+        try:
+            checked.append(doc if isinstance(doc, BrokerError) else _record(doc, topic, now_ms))
         except BrokerError as exc:
             checked.append(exc)
     records = [c for c in checked if isinstance(c, _Record)]
@@ -308,3 +332,37 @@ def _loads(text: bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BrokerError(f"Malformed JSON: {exc}", ErrorCode.MALFORMED_REQUEST) from exc
+
+
+async def produce_batch_v3(request: web.Request) -> web.Response:
+    """``POST .../records:batch``: ``{"entries": [{"id", ...record...}]}``, answered 207 with
+    ``{"successes": [{"id", ...report...}], "failures": [{"id", "error_code", "message"}]}``
+    (Confluent's batch produce). An empty batch, more than MAX_BATCH_ENTRIES entries, or ids
+    that are missing, not strings of 1-80 characters or repeated: 422/42208, nothing written."""
+    services, topic, acks, names = await _target(request)
+    body = _loads(await read_body(request, services.config.max_request_bytes))
+    entries = body.get("entries") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not entries or len(entries) > MAX_BATCH_ENTRIES:
+        raise BrokerError(
+            f'The body must be {{"entries": [...]}} with 1 to {MAX_BATCH_ENTRIES} entries',
+            ErrorCode.INVALID_PRODUCE_BATCH,
+        )
+    ids = [e.get("id") if isinstance(e, dict) else None for e in entries]
+    if not all(isinstance(i, str) and 0 < len(i) <= MAX_BATCH_ID for i in ids) or len(
+        set(ids)
+    ) != len(ids):
+        raise BrokerError(
+            f"Every entry needs a distinct string id of 1 to {MAX_BATCH_ID} characters",
+            ErrorCode.INVALID_PRODUCE_BATCH,
+        )
+    records = [{k: v for k, v in e.items() if k != "id"} for e in entries]
+    reports = await _produce_docs(request, services, topic, records, acks)
+    successes, failures = [], []
+    for entry_id, report in zip(ids, reports, strict=True):
+        if isinstance(report, BrokerError):
+            failures.append(
+                {"id": entry_id, "error_code": int(report.code), "message": report.message}
+            )
+        else:
+            successes.append({"id": entry_id, **names, **report})
+    return json_response({"successes": successes, "failures": failures}, status=207)

@@ -167,3 +167,42 @@ def test_unknown_cluster_is_404(broker: BrokerProcess) -> None:
         f"{broker.url}/v3/clusters/nope/topics/v3c/records", b'{"value": null}'
     )
     assert (status, error["error_code"]) == (404, 40407)
+
+
+def test_batch_produce_answers_207_with_successes_and_failures(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "v3batch", partitions=1)
+    url = _records_url(broker.url, "v3batch") + ":batch"
+    entries = [
+        {"id": "a", "value": {"type": "STRING", "data": "one"}},
+        {"id": "b", "value": {"type": "AVRO", "data": 1}},
+        {"id": "c", "key": {"type": "BINARY", "data": _b64(b"k")}, "value": None},
+    ]
+    status, (answer,) = _post(url, orjson.dumps({"entries": entries}))
+    assert status == 207, answer
+    assert [(s["id"], s["offset"], s["topic_name"]) for s in answer["successes"]] == [
+        ("a", 0, "v3batch"),
+        ("c", 1, "v3batch"),
+    ]
+    assert answer["successes"][1]["key"] == {"type": "BINARY", "size": 1}
+    (failure,) = answer["failures"]
+    assert (failure["id"], failure["error_code"]) == ("b", 42206)
+    stored = fetch_all(broker.url, "v3batch", 0, 0, 2, accept=BINARY_V2)
+    assert [base64.b64decode(r["value"]) if r["value"] else None for r in stored] == [b"one", None]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b'{"entries": []}',
+        b'{"entries": [{"value": null}]}',  # no id
+        b'{"entries": [{"id": "x", "value": null}, {"id": "x", "value": null}]}',
+        b'{"entries": [{"id": 7, "value": null}]}',
+    ],
+)
+def test_bad_batches_are_refused_whole(broker: BrokerProcess, body: bytes) -> None:
+    create_topic(broker.url, "v3batchbad", partitions=1)
+    status, (error,) = _post(_records_url(broker.url, "v3batchbad") + ":batch", body)
+    assert (status, error["error_code"]) == (422, 42208), error
+    _, _, payload = request(f"{broker.url}/topics/v3batchbad/partitions/0/offsets")
+    assert orjson.loads(payload)["end_offset"] == 0  # nothing written
