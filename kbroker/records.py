@@ -142,7 +142,10 @@ def _records_of(doc: Any) -> list[Any]:
 
 
 def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
-    """Parse and validate a REST Proxy v2 produce body. Raises BrokerError with a 4xx code."""
+    """Parse and validate a REST Proxy v2 produce body. Raises BrokerError with a 4xx code.
+
+    A ``text`` body's string keys and values are turned into the binary format's base64 of
+    their UTF-8 bytes (a per-record pass: text is not the fast path)."""
     doc = _loads(body)
     records = _records_of(doc)
     if not records:
@@ -153,9 +156,11 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     unknown = fields - RECORD_FIELDS
     if unknown:
         raise InvalidRequestError(f"Unknown record field(s): {', '.join(sorted(unknown))}")
-    parsed = ProduceBody(
-        records=records, format=fmt, fields=fields, raw_records=_raw_records(body, doc, fields)
-    )
+    raw = _raw_records(body, doc, fields)
+    if fmt is EmbeddedFormat.TEXT:
+        _text_to_binary(records, fields)
+        fmt, raw = EmbeddedFormat.BINARY, None
+    parsed = ProduceBody(records=records, format=fmt, fields=fields, raw_records=raw)
     if fmt is EmbeddedFormat.BINARY:
         for name in ("key", "value"):
             if name in fields:
@@ -192,6 +197,21 @@ _RAW_FIELDS: Final = frozenset({"key", "value"})
 #: that stored payloads never carry them and fetched records show the defaults (the partition
 #: read from, no headers) instead of nulls.
 _NULL_MEANS_ABSENT: Final = frozenset({"partition", "headers"})
+
+
+def _text_to_binary(records: list[dict[str, Any]], fields: frozenset[str]) -> None:
+    for name in ("key", "value"):
+        if name not in fields:
+            continue
+        for record in records:
+            text = record.get(name)
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise BrokerError(
+                    f"record {name} must be a string in the text format", ErrorCode.JSON_CONVERSION
+                )
+            record[name] = base64.b64encode(text.encode()).decode("ascii")
 
 
 def _drop_nulls(records: list[dict[str, Any]], name: str) -> None:
@@ -533,9 +553,33 @@ def _binary_to_json(record: dict[str, Any]) -> None:
             ) from exc
 
 
+def _json_to_text(record: dict[str, Any]) -> None:
+    for name in ("key", "value"):
+        value = record[name]
+        if value is not None:
+            record[name] = orjson.dumps(value).decode()
+
+
+def _binary_to_text(record: dict[str, Any]) -> None:
+    for name in ("key", "value"):
+        value = record[name]
+        if value is None:
+            continue
+        try:
+            record[name] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BrokerError(
+                f"The {name} of the record at offset {record['offset']} is not UTF-8 text; "
+                "fetch it with Accept: application/vnd.kafka.binary.v2+json",
+                ErrorCode.JSON_CONVERSION,
+            ) from exc
+
+
 _CONVERTERS: Final[dict[tuple[PayloadCodec, EmbeddedFormat], Callable[[dict[str, Any]], None]]] = {
     (PayloadCodec.JSON, EmbeddedFormat.BINARY): _json_to_binary,
     (PayloadCodec.BINARY, EmbeddedFormat.JSON): _binary_to_json,
+    (PayloadCodec.JSON, EmbeddedFormat.TEXT): _json_to_text,
+    (PayloadCodec.BINARY, EmbeddedFormat.TEXT): _binary_to_text,
 }
 
 

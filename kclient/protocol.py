@@ -126,11 +126,13 @@ class EmbeddedFormat(enum.StrEnum):
     """How record keys and values are written in JSON: Confluent's "embedded formats".
 
     ``json``: keys and values are arbitrary JSON documents; their bytes are the compact JSON
-    text. ``binary``: keys and values are base64 strings of arbitrary bytes.
+    text. ``binary``: keys and values are base64 strings of arbitrary bytes. ``text`` (Strimzi
+    bridge's): keys and values are strings; their bytes are the UTF-8 text.
     """
 
     JSON = "json"
     BINARY = "binary"
+    TEXT = "text"
 
 
 class ErrorSpec(NamedTuple):

@@ -110,9 +110,9 @@ async def create_instance(request: web.Request) -> web.StreamResponse:
                 "name must be 1-255 characters of [A-Za-z0-9._-]", ErrorCode.INVALID_CONSUMER_CONFIG
             )
         fmt = str(doc.get("format", "binary")).lower()
-        if fmt not in ("binary", "json"):
+        if fmt not in ("binary", "json", "text"):
             raise BrokerError(
-                f"format {fmt!r} is not supported: use binary or json",
+                f"format {fmt!r} is not supported: use binary, json or text",
                 ErrorCode.INVALID_CONSUMER_CONFIG,
             )
         reset = _RESET.get(str(doc.get("auto.offset.reset", "latest")).lower())

@@ -1,7 +1,8 @@
 """Content negotiation: which embedded format a request sends and which one it accepts.
 
 Produce bodies may be sent as ``application/vnd.kafka.json.v2+json`` (keys and values are JSON),
-``application/vnd.kafka.binary.v2+json`` (base64), or the generic ``application/vnd.kafka.v2+json``
+``application/vnd.kafka.binary.v2+json`` (base64), Strimzi's ``application/vnd.kafka.text.v2+json``
+(strings, stored as their UTF-8 bytes), or the generic ``application/vnd.kafka.v2+json``
 and ``application/json``, which both mean the JSON format. Schema-registry formats (avro,
 jsonschema, protobuf) are refused with 415. Records are returned in the format the ``Accept``
 header names; a generic or absent Accept means JSON. Parameters such as ``charset`` are ignored;
@@ -27,11 +28,15 @@ from kclient.protocol import (
     EmbeddedFormat,
 )
 
+#: Strimzi bridge's text format: keys and values are strings (their UTF-8 bytes).
+MEDIA_TEXT_V2: Final = "application/vnd.kafka.text.v2+json"
+
 __all__ = [
     "MEDIA_BINARY_V1",
     "MEDIA_JSON_V1",
     "MEDIA_OF_FORMAT",
     "MEDIA_OF_FORMAT_V1",
+    "MEDIA_TEXT_V2",
     "MEDIA_V1",
     "accepted_format",
     "is_v1",
@@ -49,6 +54,7 @@ _V1: Final = frozenset({MEDIA_V1, MEDIA_KAFKA, MEDIA_JSON_V1, MEDIA_BINARY_V1})
 _PRODUCE: Final = {
     MEDIA_JSON_V2: EmbeddedFormat.JSON,
     MEDIA_BINARY_V2: EmbeddedFormat.BINARY,
+    MEDIA_TEXT_V2: EmbeddedFormat.TEXT,
     MEDIA_V2: EmbeddedFormat.JSON,
     MEDIA_JSON: EmbeddedFormat.JSON,
     MEDIA_JSON_V1: EmbeddedFormat.JSON,
@@ -59,6 +65,7 @@ _PRODUCE: Final = {
 _NAMED_ACCEPT: Final = {
     MEDIA_BINARY_V2: EmbeddedFormat.BINARY,
     MEDIA_JSON_V2: EmbeddedFormat.JSON,
+    MEDIA_TEXT_V2: EmbeddedFormat.TEXT,
     MEDIA_BINARY_V1: EmbeddedFormat.BINARY,
     MEDIA_JSON_V1: EmbeddedFormat.JSON,
 }
@@ -68,10 +75,13 @@ _GENERIC_ACCEPT: Final = frozenset(
 MEDIA_OF_FORMAT: Final = {
     EmbeddedFormat.JSON: MEDIA_JSON_V2,
     EmbeddedFormat.BINARY: MEDIA_BINARY_V2,
+    EmbeddedFormat.TEXT: MEDIA_TEXT_V2,
 }
+#: v1 had no text format: text is answered with the v2 media type on v1 endpoints too.
 MEDIA_OF_FORMAT_V1: Final = {
     EmbeddedFormat.JSON: MEDIA_JSON_V1,
     EmbeddedFormat.BINARY: MEDIA_BINARY_V1,
+    EmbeddedFormat.TEXT: MEDIA_TEXT_V2,
 }
 
 
