@@ -84,6 +84,13 @@ def _check_url(value: Any) -> str | None:
     return "must be an http:// or https:// URL"
 
 
+def _check_origins(value: Any) -> str | None:
+    origins = [o.strip() for o in str(value).split(",") if o.strip()]
+    if origins == ["*"] or all(re.fullmatch(r"https?://[^/\s*]+", o) for o in origins):
+        return None
+    return "must be *, empty, or comma-separated origins like https://app.example.com"
+
+
 def _check_zookeeper(value: Any) -> str | None:
     try:
         parse_zookeeper_connect(str(value))
@@ -353,6 +360,28 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
         "docs/benchmarks.md for what they gain on a given machine.",
     ),
     Setting(
+        name="access.control.allow.origin",
+        type=str,
+        default="",
+        check=_check_origins,
+        doc="CORS, for browser clients: * or a comma-separated list of origins "
+        "(scheme://host[:port]) allowed to call the API; empty (the default) sends no CORS "
+        "headers. As Confluent REST Proxy's setting of the same name.",
+    ),
+    Setting(
+        name="access.control.allow.methods",
+        type=str,
+        default="GET,POST,PUT,PATCH,DELETE,HEAD",
+        doc="CORS: methods a preflight allows (with access.control.allow.origin set).",
+    ),
+    Setting(
+        name="access.control.allow.headers",
+        type=str,
+        default="Content-Type,Accept,Authorization,X-Kafka-Acks,X-KBroker-Producer-Id,"
+        "X-KBroker-Producer-Epoch,X-KBroker-Sequence",
+        doc="CORS: request headers a preflight allows (with access.control.allow.origin set).",
+    ),
+    Setting(
         name="max.request.bytes",
         type=int,
         default=32 << 20,
@@ -588,6 +617,9 @@ class BrokerConfig:
     log_flush_offset_checkpoint_interval_ms: int
     message_max_bytes: int
     num_http_workers: int
+    access_control_allow_origin: str
+    access_control_allow_methods: str
+    access_control_allow_headers: str
     max_request_bytes: int
     produce_timeout_ms: int
     fetch_max_wait_ms: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
+from kbroker.api.cors import install_cors
 from kbroker.api.errors import Handler, answer_or_error
 from kbroker.api.fetch import fetch_batches, fetch_messages, fetch_records
 from kbroker.api.forward import original_host
@@ -47,6 +48,8 @@ def build_app(services: Services, *, local: bool = False) -> web.Application:
         client_max_size=services.config.max_request_bytes,
     )
     app[SERVICES] = services
+    if not local:  # workers add the CORS headers to what they relay
+        install_cors(app, services.config)
     app.add_routes(topics.routes())
     app.add_routes(
         [

@@ -38,6 +38,7 @@ import uvloop
 from aiohttp import web
 from multidict import CIMultiDict
 
+from kbroker.api.cors import install_cors
 from kbroker.api.errors import Handler, error_middleware, json_response
 from kbroker.api.fetch import read_params, records_response
 from kbroker.api.forward import FORWARDED_HOST_HEADER, relayed
@@ -187,6 +188,7 @@ def build_worker_app(relay: Relay) -> web.Application:
         client_max_size=relay.config.max_request_bytes,
     )
     app[RELAY] = relay
+    install_cors(app, relay.config)
     app.add_routes(
         [
             web.post("/topics/{topic}", produce),
