@@ -30,6 +30,7 @@ from kbroker import __version__
 from kbroker.api.app import build_app
 from kbroker.api.forward import HttpPeerClient
 from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
+from kbroker.api.observability import RequestMetrics
 from kbroker.api.worker_pool import WorkerPool, worker_socket_path
 from kbroker.clock import Clock, SystemClock
 from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo, TopicPartition
@@ -415,8 +416,12 @@ class Broker:
     async def _start_http(self) -> None:
         """Serve HTTP on the configured address and, with worker processes, on the Unix
         socket they relay through (all sharing the address with SO_REUSEPORT)."""
+        metrics = RequestMetrics()  # one count for both applications
         self._runner = web.AppRunner(
-            build_app(self), access_log=None, handle_signals=False, shutdown_timeout=2.0
+            build_app(self, metrics=metrics),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
         )
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
@@ -432,7 +437,7 @@ class Broker:
         await site.start()
         if workers:
             self._local_runner = web.AppRunner(
-                build_app(self, local=True),
+                build_app(self, local=True, metrics=metrics),
                 access_log=None,
                 handle_signals=False,
                 shutdown_timeout=2.0,

@@ -7,13 +7,25 @@ the typed key ``SERVICES``.
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from kbroker.api import consumers, groups, internal, openapi, producers, topics, v3
+from kbroker.api import (
+    consumers,
+    groups,
+    internal,
+    observability,
+    openapi,
+    producers,
+    topics,
+    v3,
+)
 from kbroker.api.cors import install_cors
 from kbroker.api.errors import Handler, answer_or_error
 from kbroker.api.fetch import fetch_batches, fetch_messages, fetch_records
 from kbroker.api.forward import original_host
+from kbroker.api.observability import REQUEST_METRICS, RequestMetrics
 from kbroker.api.produce import (
     WORKER_APPEND_PATH,
     append_from_worker,
@@ -30,17 +42,22 @@ __all__ = ["broker_middleware", "build_app"]
 async def broker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one middleware of the broker's application (one layer: it runs on every request):
     the client's original host (kbroker.api.forward.original_host), Confluent error bodies for
-    every failure (kbroker.api.errors), and ``Connection: close`` while the broker drains, so
+    every failure (kbroker.api.errors), the request metrics (kbroker.api.observability),
+    and ``Connection: close`` while the broker drains, so
     that clients stop reusing connections before it closes them (a request sent on a connection
     at the moment the server closes it fails ambiguously)."""
     request = original_host(request)
+    started = time.perf_counter()
     response = await answer_or_error(request, handler)
+    request.app[REQUEST_METRICS].observe(request, response.status, time.perf_counter() - started)
     if request.app[SERVICES].draining:
         response.force_close()
     return response
 
 
-def build_app(services: Services, *, local: bool = False) -> web.Application:
+def build_app(
+    services: Services, *, local: bool = False, metrics: RequestMetrics | None = None
+) -> web.Application:
     """A ready-to-run application serving ``services``. The ``local`` one (served on the
     broker's Unix socket to its HTTP worker processes) also takes their encoded appends."""
     app = web.Application(
@@ -48,6 +65,7 @@ def build_app(services: Services, *, local: bool = False) -> web.Application:
         client_max_size=services.config.max_request_bytes,
     )
     app[SERVICES] = services
+    app[REQUEST_METRICS] = metrics or RequestMetrics()
     if not local:  # workers add the CORS headers to what they relay
         install_cors(app, services.config)
     app.add_routes(topics.routes())
@@ -68,6 +86,7 @@ def build_app(services: Services, *, local: bool = False) -> web.Application:
     app.add_routes(producers.routes())
     app.add_routes(internal.routes())
     app.add_routes(openapi.routes())
+    app.add_routes(observability.routes())
     if local:
         app.add_routes([web.post(WORKER_APPEND_PATH + "/{topic}", append_from_worker)])
     return app

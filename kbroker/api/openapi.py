@@ -390,6 +390,22 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
     records = {"type": "array", "items": _ref("Record")}
     return {
         "/": {"get": _op("Liveness", [], _ok("Empty object", {"type": "object"}), _ALWAYS)},
+        "/ready": {
+            "get": _op(
+                "Readiness: registered, not fenced, not stopping (kbroker extension)",
+                [],
+                _ok("Ready", {"type": "object"}),
+                (ErrorCode.BROKER_NOT_AVAILABLE, *_ALWAYS),
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics, text format 0.0.4 (kbroker extension)",
+                [],
+                _ok("Metrics", {"type": "string"}, "text/plain"),
+                _ALWAYS,
+            )
+        },
         "/brokers": {
             "get": _op(
                 "Live broker ids",
