@@ -648,14 +648,21 @@ class ZooKeeperClient:
             await self._clock.sleep(tick)
             now = self._clock.monotonic()
             gap = now - (now if self._last_alive is None else self._last_alive)
-            if gap > self.fence_delay_s and self._state is ConnectionState.CONNECTED:
+            # SUSPENDED too: on resuming, kazoo's thread may have seen the dead connection
+            # before this tick runs; the fence timer it starts would leave the broker unfenced
+            # for another fence delay although the session has most likely expired already.
+            stalled_in = (ConnectionState.CONNECTED, ConnectionState.SUSPENDED)
+            if gap > self.fence_delay_s and self._state in stalled_in:
                 log.warning(
                     "this process did not run for %.2f s (paused?): fenced until ZooKeeper "
                     "confirms the session",
                     gap,
                 )
                 self._set_fenced()
-                if self._confirm_task is None or self._confirm_task.done():
+                # SUSPENDED: kazoo's reconnect decides (same session: CONNECTED; else LOST).
+                if self._state is ConnectionState.CONNECTED and (
+                    self._confirm_task is None or self._confirm_task.done()
+                ):
                     assert self._loop is not None
                     self._confirm_task = self._loop.create_task(
                         self._confirm_session(self._session_id), name="zookeeper-confirm"

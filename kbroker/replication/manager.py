@@ -402,7 +402,7 @@ class ReplicaManager:
             log.warning(
                 "broker %d %s",
                 self._config.broker_id,
-                "FENCED: ZooKeeper unreachable; refusing produces"
+                "FENCED: ZooKeeper unreachable; refusing produces and reads"
                 if fenced
                 else "unfenced: ZooKeeper reachable again",
             )

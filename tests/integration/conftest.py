@@ -8,7 +8,8 @@ Both leave no process behind (brokers are killed at teardown).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,17 @@ from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess, LocalCluster
 from kbroker.testing.local import ZooKeeperEnsemble
 
 
-@pytest.fixture
-def broker(zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path) -> Iterator[BrokerProcess]:
-    zk_single.heal(timeout=30)
-    settings = {**FAST_FAILOVER, "max.request.bytes": str(8 << 20)}
+@contextlib.contextmanager
+def single_broker(
+    zk: ZooKeeperEnsemble, chroot: str, base_dir: Path, settings: Mapping[str, str]
+) -> Iterator[BrokerProcess]:
+    """Broker 1 with ``settings`` (over FAST_FAILOVER) on ``zk``; killed on exit."""
+    zk.heal(timeout=30)
     proc = BrokerProcess(
         broker_id=1,
-        zookeeper=zk_single.connect_string + zk_chroot,
-        base_dir=tmp_path,
-        settings=settings,
+        zookeeper=zk.connect_string + chroot,
+        base_dir=base_dir,
+        settings={**FAST_FAILOVER, **settings},
     )
     proc.start()
     try:
@@ -34,6 +37,12 @@ def broker(zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path) -> Iter
         if proc.process.paused:
             proc.resume()
         proc.kill()
+
+
+@pytest.fixture
+def broker(zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path) -> Iterator[BrokerProcess]:
+    with single_broker(zk_single, zk_chroot, tmp_path, {"max.request.bytes": str(8 << 20)}) as b:
+        yield b
 
 
 @pytest.fixture

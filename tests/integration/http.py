@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,3 +110,22 @@ def create_topic(
     )
     assert status == 201, payload
     return orjson.loads(payload)
+
+
+class QueuedRequest:
+    """A GET sent to a server that may be stopped (SIGSTOP): the kernel accepts and buffers it,
+    and the server answers once it runs again. ``answer()`` reads that answer to the end."""
+
+    def __init__(self, url: str, path: str) -> None:
+        parts = urlsplit(url)
+        self._sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        self._sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+
+    def answer(self) -> tuple[int, Any]:
+        """(HTTP status, parsed JSON body)."""
+        with self._sock:
+            answer = b""
+            while chunk := self._sock.recv(65536):
+                answer += chunk
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), orjson.loads(payload)

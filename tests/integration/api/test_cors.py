@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess
+from kbroker.testing.brokers import BrokerProcess
 from kbroker.testing.local import ZooKeeperEnsemble
 from tests.integration.api.test_workers import children, wait_for
+from tests.integration.conftest import single_broker
 from tests.integration.http import create_topic, request
 
 pytestmark = pytest.mark.integration
@@ -24,25 +25,14 @@ APP = "https://app.example.com"
 def cors_broker(
     request: pytest.FixtureRequest, zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path
 ) -> Iterator[BrokerProcess]:
-    zk_single.heal(timeout=30)
     settings = {
-        **FAST_FAILOVER,
         "access.control.allow.origin": f"{APP}, http://localhost:3000",
         "num.http.workers": str(request.param),
     }
-    proc = BrokerProcess(
-        broker_id=1,
-        zookeeper=zk_single.connect_string + zk_chroot,
-        base_dir=tmp_path,
-        settings=settings,
-    )
-    proc.start()
-    try:
+    with single_broker(zk_single, zk_chroot, tmp_path, settings) as proc:
         wait_for(lambda: len(children(proc)) == request.param, what="workers started")
         wait_for(lambda: all(map(_listening, children(proc))), what="workers listening")
         yield proc
-    finally:
-        proc.kill()
 
 
 #: Each check runs on this many new connections: with one worker, the kernel spreads them over

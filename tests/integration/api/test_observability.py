@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
 from kbroker.testing.brokers import BrokerProcess
-from tests.integration.http import create_topic, produce, request
+from tests.integration.http import QueuedRequest, create_topic, produce, request
 
 pytestmark = pytest.mark.integration
 
@@ -63,21 +61,14 @@ def test_a_broker_resumed_after_a_stall_is_not_ready_until_confirmed(
 ) -> None:
     """A stall longer than the fence delay (a third of the 4 s session) fences the broker at
     once: /ready says 503 (retriable) until a ZooKeeper round trip confirms the session."""
-    parts = urlsplit(broker.url)
     broker.pause()
     try:
         time.sleep(2.5)
-        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-        sock.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        queued = QueuedRequest(broker.url, "/ready")
     finally:
         broker.resume()
-    with sock:
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 503"), answer
-    error = orjson.loads(payload)
+    status, error = queued.answer()
+    assert status == 503, error
     assert error["error_code"] == 50302 and error["retriable"] and "fenced" in error["message"]
     deadline = time.monotonic() + 30
     while request(f"{broker.url}/ready")[0] != 200:

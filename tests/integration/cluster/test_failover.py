@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,7 +19,7 @@ from kbroker.coordination.zk import force_session_expiry
 from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
 from kbroker.testing.local import ZooKeeperEnsemble
 from kbroker.testing.workload import CheckResult, Writer, check, read_partition
-from tests.integration.http import produce, request
+from tests.integration.http import QueuedRequest, produce, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -262,24 +260,14 @@ def test_leader_resumed_after_its_session_serves_no_stale_read(cluster: LocalClu
             time.sleep(0.2)
         status, body = produce(others[0], "stale", [{"value": i} for i in range(5, 10)])
         assert status == 200 and all(o["error_code"] is None for o in body["offsets"]), body
-        parts = urlsplit(victim.url)
-        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-        sock.sendall(
-            b"GET /topics/stale/partitions/0/records?offset=0&timeout=0 HTTP/1.1\r\n"
-            b"Host: x\r\nConnection: close\r\n\r\n"
-        )
+        queued = QueuedRequest(victim.url, "/topics/stale/partitions/0/records?offset=0&timeout=0")
     finally:
         victim.resume()
-    with sock:
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    doc = json.loads(payload)
-    if head.startswith(b"HTTP/1.1 200"):
+    status, doc = queued.answer()
+    if status == 200:
         assert [r["value"] for r in doc] == list(range(10)), doc  # after its re-read: all
     else:
-        assert doc["error_code"] == 50309 and doc["retriable"], (head, doc)
+        assert doc["error_code"] == 50309 and doc["retriable"], (status, doc)
     deadline = time.monotonic() + 30
     while True:
         status, _, payload = request(
