@@ -156,10 +156,11 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     unknown = fields - RECORD_FIELDS
     if unknown:
         raise InvalidRequestError(f"Unknown record field(s): {', '.join(sorted(unknown))}")
-    raw = _raw_records(body, doc, fields)
     if fmt is EmbeddedFormat.TEXT:
         _text_to_binary(records, fields)
         fmt, raw = EmbeddedFormat.BINARY, None
+    else:
+        raw = _raw_records(body, doc, fields)
     parsed = ProduceBody(records=records, format=fmt, fields=fields, raw_records=raw)
     if fmt is EmbeddedFormat.BINARY:
         for name in ("key", "value"):

@@ -133,7 +133,7 @@ def accepted_format(
         if media in _GENERIC_ACCEPT:
             return default
     raise BrokerError(
-        f"Not acceptable: {accept!r}; accept {MEDIA_JSON_V2} or {MEDIA_BINARY_V2}",
+        f"Not acceptable: {accept!r}; accept {MEDIA_JSON_V2}, {MEDIA_BINARY_V2} or {MEDIA_TEXT_V2}",
         ErrorCode.NOT_ACCEPTABLE,
     )
 

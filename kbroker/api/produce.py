@@ -224,6 +224,8 @@ async def produce_records(
 ) -> list[Outcome]:
     """Produce already-parsed records to ``topic`` (routed as ``POST /topics/{topic}`` routes
     them): the outcome of each record, in order. For other endpoints' bodies (REST v3)."""
+    if not body.records:
+        return []
     job = _Job(
         request=request,
         services=request.app[SERVICES],
@@ -232,8 +234,6 @@ async def produce_records(
         acks=acks,
         forwarded=False,
     )
-    if not body.records:
-        return []
     return await _outcomes(job, _route(job))
 
 

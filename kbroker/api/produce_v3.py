@@ -42,7 +42,7 @@ from kbroker.api.produce import Outcome, produce_records, read_body
 from kbroker.api.services import SERVICES, Services
 from kbroker.cluster import TopicInfo
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
-from kbroker.records import parse_produce_body
+from kbroker.records import ProduceBody, parse_produce_body
 from kclient.protocol import ACKS_HEADER, EmbeddedFormat
 
 __all__ = ["MAX_BATCH_ENTRIES", "produce_batch_v3", "produce_v3"]
@@ -138,9 +138,6 @@ def _record(doc: Any, topic: TopicInfo, now_ms: int) -> _Record:
             raise InvalidRequestError("partition_id must be a non-negative integer")
         topic.partition(partition)  # 404 for a partition the topic does not have
         v2["partition"] = partition
-    # The v2 checks (header values are base64, ...), record by record so that one bad record
-    # fails alone; the group is parsed again as a whole to be produced.
-    parse_produce_body(orjson.dumps({"records": [v2]}), EmbeddedFormat.BINARY)
     return _Record(v2=v2, key=key_report, value=value_report, timestamp=stamp)
 
 
@@ -280,6 +277,38 @@ async def _produce_group(
     return await _produce_docs(request, services, topic, docs, acks)
 
 
+def _v2(records: list[_Record]) -> ProduceBody:
+    return parse_produce_body(
+        orjson.dumps({"records": [r.v2 for r in records]}), EmbeddedFormat.BINARY
+    )
+
+
+def _v2_body(
+    checked: list[_Record | BrokerError],
+) -> tuple[list[_Record | BrokerError], ProduceBody | None]:
+    """The checked records as one v2 binary body (the v2 checks: header values are base64,
+    ...). When the group fails them, each record is checked alone, so that only the bad ones
+    fail: (the records with those failures in place, the body of the others or None)."""
+    records = [c for c in checked if isinstance(c, _Record)]
+    if not records:
+        return checked, None
+    try:
+        return checked, _v2(records)
+    except BrokerError:
+        pass
+    alone = [_alone(item) if isinstance(item, _Record) else item for item in checked]
+    rest = [c for c in alone if isinstance(c, _Record)]
+    return alone, _v2(rest) if rest else None
+
+
+def _alone(record: _Record) -> _Record | BrokerError:
+    try:
+        _v2([record])
+    except BrokerError as exc:
+        return exc
+    return record
+
+
 async def _produce_docs(
     request: web.Request, services: Services, topic: TopicInfo, docs: list[Any], acks: int
 ) -> list[dict[str, Any] | BrokerError]:
@@ -292,12 +321,10 @@ async def _produce_docs(
             checked.append(doc if isinstance(doc, BrokerError) else _record(doc, topic, now_ms))
         except BrokerError as exc:
             checked.append(exc)
+    checked, body = _v2_body(checked)
     records = [c for c in checked if isinstance(c, _Record)]
     outcomes: list[Outcome] = []
-    if records:
-        body = parse_produce_body(
-            orjson.dumps({"records": [r.v2 for r in records]}), EmbeddedFormat.BINARY
-        )
+    if body is not None:
         try:
             outcomes = await produce_records(request, topic, body, acks)
         except BrokerError as exc:  # the whole group failed (a record over max.message.bytes)

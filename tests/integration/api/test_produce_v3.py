@@ -81,11 +81,12 @@ def test_several_records_in_one_body_get_one_report_each_in_order(broker: Broker
             orjson.dumps({"value": {"type": "STRING", "data": "one"}}),
             orjson.dumps({"value": {"type": "AVRO", "data": 1}}),  # refused alone
             b'{"value": {"type": "JSON", "data": "two {with} \\"braces\\""}}',
+            b'{"value": null, "headers": [{"name": "h", "value": "%%%"}]}',  # fails alone
         ]
     )
     status, reports = _post(url, body)
     assert status == 200
-    assert [r["error_code"] for r in reports] == [200, 42206, 200]
+    assert [r["error_code"] for r in reports] == [200, 42206, 200, 42203]
     assert "schema registry" in reports[1]["message"]
     assert [reports[0]["offset"], reports[2]["offset"]] == [0, 1]
 
