@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +209,25 @@ def test_binary_key_or_value_must_be_base64(field: str, bad: Any) -> None:
 def test_header_value_must_be_base64(bad: Any) -> None:
     doc = {"records": [{"value": 1, "headers": [{"key": "h", "value": bad}]}]}
     assert parse_error(orjson.dumps(doc), JSON) == ErrorCode.JSON_CONVERSION
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.text(alphabet="QUJD+/=-_ \né", max_size=12), min_size=1, max_size=4),
+)
+def test_binary_check_agrees_with_strict_base64_decoding(values: list[str]) -> None:
+    """The column check (one alphabet pass) accepts exactly what strict decoding accepts."""
+    try:
+        for value in values:
+            binascii.a2b_base64(value, strict_mode=True)
+        decodes = True
+    except (binascii.Error, ValueError):
+        decodes = False
+    doc = {"records": [{"value": v} for v in values]}
+    if decodes:
+        assert parse(doc, BINARY).column("value") == values
+    else:
+        assert parse_error(orjson.dumps(doc), BINARY) == ErrorCode.JSON_CONVERSION
 
 
 def test_json_format_does_not_check_base64() -> None:
