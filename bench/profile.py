@@ -96,19 +96,24 @@ def profile(kb: KBroker, seconds: int, stem: str) -> dict[str, Path]:
     """Profile the broker under produce, then under fetch; returns the raw files."""
     pid = kb.processes[0].process.pid
     assert pid is not None
-    outputs = {"produce": RESULTS / f"{stem}-produce.txt", "fetch": RESULTS / f"{stem}-fetch.txt"}
-    produce = threading.Thread(
-        target=workloads.kbroker_produce,
-        args=(kb, "bench", 4),
-        kwargs={
-            "batch": 1000,
-            "connections": 64,
-            "seconds": seconds + 3,
-            "acks": "1",
-            "per_leader": False,
-        },
-    )
-    _during(produce, pid, seconds, outputs["produce"])
+    outputs = {
+        "produce": RESULTS / f"{stem}-produce.txt",
+        "produce-single": RESULTS / f"{stem}-produce-single.txt",
+        "fetch": RESULTS / f"{stem}-fetch.txt",
+    }
+    for name, batch in (("produce", 1000), ("produce-single", 1)):
+        produce = threading.Thread(
+            target=workloads.kbroker_produce,
+            args=(kb, "bench", 4),
+            kwargs={
+                "batch": batch,
+                "connections": 64,
+                "seconds": seconds + 3,
+                "acks": "1",
+                "per_leader": False,
+            },
+        )
+        _during(produce, pid, seconds, outputs[name])
     fetch = threading.Thread(
         target=workloads.kbroker_fetch,
         args=(kb, "bench", 4),
