@@ -1,4 +1,7 @@
-"""Readiness and Prometheus metrics: ``GET /ready`` and ``GET /metrics`` (kbroker extensions).
+"""Health, readiness and Prometheus metrics: ``GET /healthy``, ``GET /ready``, ``GET /metrics``.
+
+``/healthy`` (as in Strimzi's bridge) answers 200 with no body while the process serves HTTP:
+a liveness probe, which must not fail merely because ZooKeeper is away.
 
 ``/ready`` answers 200 ``{"ready": true, "broker_id"}`` when this broker is registered in the
 cluster metadata, not fenced (its ZooKeeper session is confirmed and its state re-read) and not
@@ -195,5 +198,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": _CONTENT_TYPE})
 
 
+async def healthy(request: web.Request) -> web.Response:
+    """Liveness (Strimzi's ``/healthy``): 200 while the process serves HTTP, whatever the
+    cluster's state; readiness is ``/ready``."""
+    return web.Response(status=200)
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.get("/ready", ready), web.get("/metrics", metrics)]
+    return [web.get("/healthy", healthy), web.get("/ready", ready), web.get("/metrics", metrics)]

@@ -63,6 +63,16 @@ _BODY_ERRORS: Final = (
     ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.INVALID_PAYLOAD,
 )
+#: What creating a topic can answer besides body errors (v3's create and Strimzi's).
+_CREATE_TOPIC_ERRORS: Final = (
+    ErrorCode.INVALID_CONFIG,
+    ErrorCode.ZOOKEEPER_UNAVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT,
+    ErrorCode.TOPIC_ALREADY_EXISTS,
+    ErrorCode.INVALID_TOPIC_NAME,
+    ErrorCode.INVALID_PARTITIONS,
+    ErrorCode.INVALID_REPLICATION_FACTOR,
+)
 _FORWARD_ERRORS: Final = (
     ErrorCode.NOT_LEADER,
     ErrorCode.LEADER_NOT_AVAILABLE,
@@ -273,6 +283,16 @@ def _schemas() -> dict[str, Schema]:
                 "data": {"type": "array", "items": _ref("V3Resource")},
             },
         },
+        "NewTopic": {
+            "type": "object",
+            "required": ["topic_name"],
+            "additionalProperties": False,
+            "properties": {
+                "topic_name": {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"},
+                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
+            },
+        },
         "CreateTopic": {
             "type": "object",
             "required": ["topic_name"],
@@ -387,9 +407,20 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
         {"type": "string", "enum": ["0", "1", "-1", "all"]},
         "Acknowledgement level (default all); also the X-Kafka-Acks header.",
     )
+    no_metadata = _query_param(
+        "async",
+        {"type": "boolean", "default": False},
+        "Strimzi's async: 204 with no body instead of the offsets when every record was "
+        "produced (durability still follows acks).",
+    )
+    produced = {
+        **_ok("Offsets", _ref("ProduceResponse")),
+        **_ok("Produced (async)", None, status="204"),
+    }
     records = {"type": "array", "items": _ref("Record")}
     return {
         "/": {"get": _op("Liveness", [], _ok("Empty object", {"type": "object"}), _ALWAYS)},
+        "/healthy": {"get": _op("Liveness (Strimzi's path)", [], _ok("Alive", None), _ALWAYS)},
         "/ready": {
             "get": _op(
                 "Readiness: registered, not fenced, not stopping (kbroker extension)",
@@ -432,8 +463,8 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
             "get": _op("Describe a topic", [_TOPIC], _ok("Topic", _ref("Topic")), _TOPIC_ERRORS),
             "post": _op(
                 "Produce records (partitioned by key, or sticky)",
-                [_TOPIC, acks],
-                _ok("Offsets", _ref("ProduceResponse")),
+                [_TOPIC, acks, no_metadata],
+                produced,
                 produce_errors,
                 body=_produce_body(),
             ),
@@ -455,8 +486,8 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
             ),
             "post": _op(
                 "Produce records to a partition",
-                [_TOPIC, _PARTITION, acks],
-                _ok("Offsets", _ref("ProduceResponse")),
+                [_TOPIC, _PARTITION, acks, no_metadata],
+                produced,
                 produce_errors,
                 body=_produce_body(),
             ),
@@ -552,8 +583,18 @@ def _v2_paths(config: BrokerConfig) -> dict[str, Any]:
                 body={"required": False, "content": _json({"type": "object"})},
             )
         },
-        "/openapi.json": {
-            "get": _op("This document", [], _ok("OpenAPI 3.0", {"type": "object"}), _ALWAYS)
+        **{
+            path: {"get": _op("This document", [], _ok("OpenAPI 3.0", {"type": "object"}), _ALWAYS)}
+            for path in ("/openapi.json", "/openapi", "/openapi/v3")
+        },
+        "/admin/topics": {
+            "post": _op(
+                "Create a topic (Strimzi's bridge): 201 with no body",
+                [],
+                _ok("Created", None, status="201"),
+                (*_CREATE_TOPIC_ERRORS, *_BODY_ERRORS, *_ALWAYS),
+                body=_body("NewTopic"),
+            )
         },
     }
 
@@ -592,14 +633,7 @@ def _v3_paths() -> dict[str, Any]:
                 "Create a topic",
                 [_CLUSTER],
                 {**created, **_ok("Validated", None)},
-                (
-                    *cl,
-                    *admin,
-                    ErrorCode.TOPIC_ALREADY_EXISTS,
-                    ErrorCode.INVALID_TOPIC_NAME,
-                    ErrorCode.INVALID_PARTITIONS,
-                    ErrorCode.INVALID_REPLICATION_FACTOR,
-                ),
+                (*cl, *_CREATE_TOPIC_ERRORS, *_BODY_ERRORS),
                 body=_body("CreateTopic"),
                 tag="v3",
             ),
@@ -1009,4 +1043,5 @@ async def get_spec(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/openapi.json", get_spec)]
+    # /openapi and /openapi/v3 are where Strimzi's bridge serves its description.
+    return [web.get(path, get_spec) for path in ("/openapi.json", "/openapi", "/openapi/v3")]

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_OFFSET",
     "TOPIC_NAME",
     "acks_param",
+    "bool_param",
     "int_param",
     "iso_timestamp",
     "offset_param",
@@ -76,6 +77,19 @@ def offset_param(request: web.Request, name: str = "offset", default: int | None
     return int_param(
         request, name, default=default, low=0, high=MAX_OFFSET, code=ErrorCode.INVALID_OFFSET
     )
+
+
+def bool_param(request: web.Request, name: str) -> bool:
+    """Query parameter ``name`` as a boolean (``true``/``false``, any case); false when absent."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return False
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise BrokerError(
+            f"Query parameter {name}={raw!r} must be true or false", ErrorCode.INVALID_PARAMETER
+        )
+    return value == "true"
 
 
 _ACKS: Final = {"0": 0, "1": 1, "-1": -1, "all": -1}

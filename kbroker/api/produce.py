@@ -10,6 +10,9 @@ The response is Confluent's: HTTP 200 with one ``{"partition", "offset", "error_
 "error"}`` per record in request order; a partition that failed (no leader, not enough replicas,
 timeout) reports its error on each of its records, with ``offset`` null. Errors of the whole
 request (bad body, unknown topic, too large, bad media type) are 4xx responses instead.
+``?async=true`` (Strimzi's bridge) answers 204 with no body instead of the offsets when every
+record was produced; durability still follows ``acks``, and a request with a failed record gets
+the full answer, so that no failure goes unreported.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from aiohttp import web
 
 from kbroker.api.errors import json_response
 from kbroker.api.media import produce_format
-from kbroker.api.params import acks_param, partition_path, topic_path
+from kbroker.api.params import acks_param, bool_param, partition_path, topic_path
 from kbroker.api.services import SERVICES, Services
 from kbroker.cluster import ClusterMetadata, TopicInfo
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
@@ -99,6 +102,8 @@ class _Job:
     forwarded: bool
     producer: ProducerInfo | None = None
     encoded: Encoded | None = None
+    no_metadata: bool = False
+    """``?async=true``: answer 204 without offsets when every record succeeded."""
 
     @property
     def parsed(self) -> ProduceBody:
@@ -120,6 +125,7 @@ async def _job(request: web.Request) -> _Job:
         body=body,
         acks=acks,
         forwarded=FORWARDED_HEADER in request.headers,
+        no_metadata=bool_param(request, "async"),
     )
 
 
@@ -151,7 +157,7 @@ async def produce_to_topic(request: web.Request) -> web.Response:
             ErrorCode.INVALID_PARAMETER,
         )
     if not job.parsed.records:
-        return json_response(encode_offsets_response([]))
+        return _answer(job, encode_offsets_response([]), failed=False)
     return await _produce(job, _route(job))
 
 
@@ -160,7 +166,7 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     job = await _job(request)
     job.topic.partition(partition)
     if not job.parsed.records:
-        return json_response(encode_offsets_response([]))
+        return _answer(job, encode_offsets_response([]), failed=False)
     explicit = job.parsed.explicit_partitions()
     if explicit is not None and set(explicit) - {None, partition}:
         raise InvalidRequestError(
@@ -197,8 +203,21 @@ async def _produce(job: _Job, targets: Mapping[int, Sequence[int]]) -> web.Respo
     if len(targets) == 1:
         ((partition, positions),) = targets.items()
         outcome = await _produce_partition(job, partition, positions)
-        return json_response(partition_response(partition, job.acks, outcome, len(positions)))
-    return json_response(encode_offsets_response(await _outcomes(job, targets)))
+        answer = partition_response(partition, job.acks, outcome, len(positions))
+        return _answer(job, answer, failed=not isinstance(outcome, int) and _failed(outcome))
+    results = await _outcomes(job, targets)
+    return _answer(job, encode_offsets_response(results), failed=_failed(results))
+
+
+def _failed(outcomes: Sequence[Outcome]) -> bool:
+    return any(outcome[2] is not None for outcome in outcomes)
+
+
+def _answer(job: _Job, offsets: bytes, *, failed: bool) -> web.Response:
+    """The offsets answer, or Strimzi's bodiless 204 for ``async=true`` when nothing failed."""
+    if job.no_metadata and not failed:
+        return web.Response(status=204)
+    return json_response(offsets)
 
 
 async def _outcomes(job: _Job, targets: Mapping[int, Sequence[int]]) -> list[Outcome]:

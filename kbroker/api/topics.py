@@ -6,6 +6,10 @@ fields plus kbroker's: leader epoch, ISR, log start offset, high watermark, log 
 under-replicated and offline flags. The offsets endpoint answers from the leader (forwarding if
 needed); with ``timestamp`` it also looks up the first offset whose timestamp is at or after it
 (Kafka's ListOffsets by time), ``null`` when there is none.
+
+``POST /admin/topics`` is Strimzi's bridge's topic creation: ``{"topic_name",
+"partitions_count"?, "replication_factor"?}``, answered 201 with no body (checked as v3's
+create is, and with its errors).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from kbroker.api.errors import json_response
 from kbroker.api.params import int_param, partition_path, topic_path
 from kbroker.api.partitions import describe_partition, gather_offsets
 from kbroker.api.services import SERVICES
+from kbroker.api.v3 import create_topic_from_body
 from kbroker.records import MAX_TIMESTAMP, offset_for_timestamp
 from kclient.protocol import FORWARDED_HEADER
 
@@ -89,9 +94,19 @@ async def get_offsets(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+#: What Strimzi's ``POST /admin/topics`` takes (its NewTopic schema).
+_STRIMZI_TOPIC_FIELDS = frozenset({"topic_name", "partitions_count", "replication_factor"})
+
+
+async def admin_create_topic(request: web.Request) -> web.Response:
+    await create_topic_from_body(request, _STRIMZI_TOPIC_FIELDS)
+    return web.Response(status=201)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/", root),
+        web.post("/admin/topics", admin_create_topic),
         web.get("/brokers", list_brokers),
         web.get("/topics", list_topics),
         web.get("/topics/{topic}", get_topic),

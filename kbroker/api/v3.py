@@ -28,7 +28,7 @@ from kbroker.config import TOPIC_SETTINGS, topic_setting
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 from kclient.protocol import FORWARDED_HEADER
 
-__all__ = ["routes"]
+__all__ = ["create_topic_from_body", "routes"]
 
 _TOPIC_CREATE_FIELDS = frozenset(
     {
@@ -215,12 +215,16 @@ def _assignment_field(doc: dict[str, Any]) -> dict[int, list[int]] | None:
     return assignment
 
 
-async def create_topic(request: web.Request) -> web.Response:
-    services, _, cid = _cluster(request)
+async def create_topic_from_body(
+    request: web.Request, fields: frozenset[str] = _TOPIC_CREATE_FIELDS
+) -> tuple[str, bool]:
+    """Create the topic a create-topic body describes (v3's fields, or the subset ``fields``
+    another endpoint accepts): its name, and whether it was only validated."""
+    services = request.app[SERVICES]
     doc = await _json_body(request)
     if not isinstance(doc, dict):
         raise InvalidRequestError("The body must be a JSON object")
-    unknown = doc.keys() - _TOPIC_CREATE_FIELDS
+    unknown = doc.keys() - fields
     if unknown:
         raise InvalidRequestError(f"Unknown field(s): {', '.join(sorted(unknown))}")
     name = doc.get("topic_name")
@@ -240,6 +244,12 @@ async def create_topic(request: web.Request) -> web.Response:
         assignment=_assignment_field(doc),
         validate_only=validate_only,
     )
+    return name, validate_only
+
+
+async def create_topic(request: web.Request) -> web.Response:
+    services, _, cid = _cluster(request)
+    name, validate_only = await create_topic_from_body(request)
     base = _base(request)
     if validate_only:
         return json_response({"topic_name": name, "validate_only": True}, status=200)

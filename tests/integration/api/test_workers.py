@@ -131,6 +131,19 @@ def test_bad_input_gets_the_same_errors_through_workers(broker: BrokerProcess) -
     assert status == 200 and body["offsets"][0]["offset"] == 0
 
 
+def test_async_produce_gets_the_brokers_answer_through_workers(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "quiet", partitions=1)
+    for n in range(8):
+        status, _, payload = request(
+            broker.url + "/topics/quiet?async=true",
+            method="POST",
+            body=orjson.dumps({"records": [{"value": n}]}),
+            headers={"Content-Type": JSON_V2},
+        )
+        assert (status, payload) == (204, b"")
+    assert [r["value"] for r in fetch_all(broker.url, "quiet", 0, 0, 8)] == list(range(8))
+
+
 def test_log_append_time_topic_takes_the_brokers_path(broker: BrokerProcess) -> None:
     create_topic(
         broker.url, "stamped", partitions=1, configs={"message.timestamp.type": "LogAppendTime"}
