@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "Setting",
     "TopicConfig",
+    "kafka_string",
     "load_broker_config",
     "parse_zookeeper_connect",
     "validate_topic_configs",
@@ -911,9 +912,18 @@ class TopicConfig:
         """Every setting as Kafka shows it (strings; booleans lower-case)."""
         out = {}
         for setting in TOPIC_SETTINGS:
-            value = getattr(self, setting.name.replace(".", "_"))
-            out[setting.name] = str(value).lower() if isinstance(value, bool) else str(value)
+            value = kafka_string(getattr(self, setting.name.replace(".", "_")))
+            assert value is not None  # no topic setting is nullable
+            out[setting.name] = value
         return out
+
+
+def kafka_string(value: Any) -> str | None:
+    """A setting's value as Kafka's DescribeConfigs shows it: a string (booleans lower-case),
+    or None for an unset nullable setting."""
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def validate_topic_configs(configs: Mapping[str, Any]) -> dict[str, str]:

@@ -13,7 +13,8 @@ computed by the coordinator (see docs/api.md):
 * ``GET /groups``, ``GET|DELETE /groups/{group}``, ``POST /groups/{group}/offsets:reset``.
 
 And Confluent's v3 consumer-group resources with lag (high watermark minus committed offset):
-``/v3/clusters/{c}/consumer-groups[/{g}[/consumers|/lag-summary|/lags]]``.
+``/v3/clusters/{c}/consumer-groups[/{g}[/consumers[/{c}]|/lag-summary|/lags[/{t}/partitions/{p}]]]``
+(the single consumer and partition lag are their collections' entries).
 
 Every group request is served by the group's coordinator (kbroker.api.coordination forwards).
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from aiohttp import web
@@ -617,6 +618,35 @@ async def v3_lag_summary(request: web.Request) -> web.StreamResponse:
     return await _v3_group_resource(request, _group_lag_summary)
 
 
+def _one(collection: dict[str, Any], path: str, what: str) -> dict[str, Any]:
+    """The entry of a v3 collection whose self link ends with ``path`` (404 if none)."""
+    for entry in collection["data"]:
+        if entry["metadata"]["self"].endswith(path):
+            return cast(dict[str, Any], entry)
+    raise BrokerError(f"{what} not found", ErrorCode.NOT_FOUND)
+
+
+async def v3_consumer(request: web.Request) -> web.StreamResponse:
+    consumer = request.match_info["consumer"]
+
+    async def build(v: _V3Group) -> dict[str, Any]:
+        found = await _group_consumers(v)
+        return _one(found, f"/consumers/{consumer}", f"Consumer {consumer} of {v.group.group_id}")
+
+    return await _v3_group_resource(request, build)
+
+
+async def v3_partition_lag(request: web.Request) -> web.StreamResponse:
+    topic, partition = request.match_info["topic"], request.match_info["partition"]
+
+    async def build(v: _V3Group) -> dict[str, Any]:
+        found = await _group_lags(v)
+        what = f"Lag of {v.group.group_id} on {topic}-{partition}"
+        return _one(found, f"/lags/{topic}/partitions/{partition}", what)
+
+    return await _v3_group_resource(request, build)
+
+
 def routes() -> list[web.RouteDef]:
     g = "/groups/{group}"
     c = "/v3/clusters/{cluster_id}/consumer-groups"
@@ -634,6 +664,8 @@ def routes() -> list[web.RouteDef]:
         web.get(c, v3_list_groups),
         web.get(c + "/{group}", v3_group),
         web.get(c + "/{group}/consumers", v3_consumers),
+        web.get(c + "/{group}/consumers/{consumer}", v3_consumer),
         web.get(c + "/{group}/lags", v3_lags),
+        web.get(c + "/{group}/lags/{topic}/partitions/{partition}", v3_partition_lag),
         web.get(c + "/{group}/lag-summary", v3_lag_summary),
     ]

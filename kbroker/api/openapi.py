@@ -109,6 +109,13 @@ _PARTITION: Final = _path_param(
 _CLUSTER: Final = _path_param("cluster_id", {"type": "string"}, "Cluster id (GET /v3/clusters).")
 _CONFIG_NAME: Final = _path_param("name", {"type": "string"}, "Topic config name.")
 _BROKER: Final = _path_param("broker_id", {"type": "integer", "minimum": 0}, "Broker id.")
+_BROKER_CONFIG_NAME: Final = _path_param("name", {"type": "string"}, "Broker setting name.")
+_TOPIC_OR_ALL: Final = _path_param(
+    "topic", {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"}, "Topic name, or - for all."
+)
+_PARTITION_OR_ALL: Final = _path_param(
+    "partition", {"type": "string", "pattern": "^(-|[0-9]{1,5})$"}, "Partition, or - for all."
+)
 
 
 def _json(schema: Schema, *media: str) -> dict[str, Any]:
@@ -627,6 +634,39 @@ def _v3_paths() -> dict[str, Any]:
                 "Broker", [_CLUSTER, _BROKER], one, (*cl, ErrorCode.UNKNOWN_BROKER), tag="v3"
             )
         },
+        c + "/brokers/{broker_id}/configs": {
+            "get": _op(
+                "A broker's settings (read-only; answered by that broker)",
+                [_CLUSTER, _BROKER],
+                lst,
+                (*cl, ErrorCode.UNKNOWN_BROKER, *_FORWARD_ERRORS),
+                tag="v3",
+            )
+        },
+        c + "/brokers/{broker_id}/configs/{name}": {
+            "get": _op(
+                "One broker setting",
+                [_CLUSTER, _BROKER, _BROKER_CONFIG_NAME],
+                one,
+                (*cl, ErrorCode.UNKNOWN_BROKER, ErrorCode.UNKNOWN_CONFIG, *_FORWARD_ERRORS),
+                tag="v3",
+            )
+        },
+        c + "/brokers/{broker_id}/partition-replicas": {
+            "get": _op(
+                "Replicas a broker holds",
+                [_CLUSTER, _BROKER],
+                lst,
+                (*cl, ErrorCode.UNKNOWN_BROKER),
+                tag="v3",
+            )
+        },
+        c + "/broker-configs": {
+            "get": _op("Dynamic cluster-wide broker settings (none)", [_CLUSTER], lst, cl, tag="v3")
+        },
+        c + "/acls": {
+            "get": _op("ACLs (none: kbroker has no authorization)", [_CLUSTER], lst, cl, tag="v3")
+        },
         c + "/topics": {
             "get": _op("Topics", [_CLUSTER], lst, cl, tag="v3"),
             "post": _op(
@@ -734,6 +774,25 @@ def _v3_paths() -> dict[str, Any]:
         },
         t + "/partitions/{partition}/replicas": {
             "get": _op("Replicas", [_CLUSTER, _TOPIC, _PARTITION], lst, pa, tag="v3")
+        },
+        t + "/partitions/{partition}/replicas/{broker_id}": {
+            "get": _op(
+                "One replica",
+                [_CLUSTER, _TOPIC, _PARTITION, _BROKER],
+                one,
+                (*pa, ErrorCode.UNKNOWN_BROKER, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
+        },
+        t + "/partitions/{partition}/reassignment": {
+            "get": _op(
+                "Reassignments in progress: none (topics/-/partitions/-: all; partitions/-: a "
+                "topic's; one partition: 404)",
+                [_CLUSTER, _TOPIC_OR_ALL, _PARTITION_OR_ALL],
+                lst,
+                (*pa, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
         },
     }
 
@@ -1000,6 +1059,24 @@ def _v3_group_paths() -> dict[str, Any]:
         c + "/{group}": {"get": _op("Consumer group", [_CLUSTER, _GROUP], one, errors, tag="v3")},
         c + "/{group}/consumers": {
             "get": _op("Members", [_CLUSTER, _GROUP], lst, errors, tag="v3")
+        },
+        c + "/{group}/consumers/{consumer}": {
+            "get": _op(
+                "One member",
+                [_CLUSTER, _GROUP, _path_param("consumer", {"type": "string"}, "Member id.")],
+                one,
+                (*errors, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
+        },
+        c + "/{group}/lags/{topic}/partitions/{partition}": {
+            "get": _op(
+                "Lag on one partition",
+                [_CLUSTER, _GROUP, _TOPIC, _PARTITION],
+                one,
+                (*errors, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
         },
         c + "/{group}/lags": {
             "get": _op(

@@ -8,11 +8,17 @@ client used (scheme and Host header).
 
 Topic creation waits until every partition has a leader (so a produce right after a 201
 succeeds); deletion waits until the topic is gone.
+
+Every link a resource carries answers. Some name what kbroker does not have, and answer so
+truthfully: ``acls`` is an empty list (no authorization), ``broker-configs`` too (no dynamic
+cluster-wide broker settings), reassignment lists are empty and one partition's reassignment is
+404 (kbroker does not reassign partitions; Confluent answers 404 when none is in progress). A
+broker's ``configs`` are its static settings, answered by that broker (forwarded to it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -24,7 +30,7 @@ from kbroker.api.partitions import describe_partition, gather_offsets
 from kbroker.api.produce import read_body
 from kbroker.api.services import SERVICES, Services
 from kbroker.cluster import ClusterMetadata, PartitionInfo, TopicInfo
-from kbroker.config import TOPIC_SETTINGS, topic_setting
+from kbroker.config import BROKER_SETTINGS, TOPIC_SETTINGS, Setting, kafka_string, topic_setting
 from kbroker.errors import BrokerError, ErrorCode, InvalidRequestError
 from kclient.protocol import FORWARDED_HEADER
 
@@ -142,12 +148,88 @@ async def list_brokers(request: web.Request) -> web.Response:
     )
 
 
-async def get_broker(request: web.Request) -> web.Response:
-    _, metadata, cid = _cluster(request)
+def _broker_id(request: web.Request) -> int:
     raw = request.match_info["broker_id"]
     if not raw.isdigit() or len(raw) > 10:
         raise BrokerError(f"Broker {raw} not found", ErrorCode.UNKNOWN_BROKER)
-    return json_response(_broker_data(_base(request), cid, metadata, int(raw)))
+    return int(raw)
+
+
+async def get_broker(request: web.Request) -> web.Response:
+    _, metadata, cid = _cluster(request)
+    return json_response(_broker_data(_base(request), cid, metadata, _broker_id(request)))
+
+
+def _broker_config_data(base: str, cid: str, broker_id: int, setting: Setting, value: Any) -> Any:
+    url = f"{base}/clusters/{cid}/brokers/{broker_id}/configs/{setting.name}"
+    default = value == setting.default
+    return {
+        **_resource(
+            "KafkaBrokerConfig", url, f"crn:///kafka={cid}/broker={broker_id}/config={setting.name}"
+        ),
+        "cluster_id": cid,
+        "broker_id": broker_id,
+        "name": setting.name,
+        "value": kafka_string(value),
+        "is_default": default,
+        "is_read_only": True,
+        "is_sensitive": False,
+        "source": "DEFAULT_CONFIG" if default else "STATIC_BROKER_CONFIG",
+        "synonyms": [],
+        "documentation": setting.doc,
+    }
+
+
+async def broker_configs(request: web.Request) -> web.StreamResponse:
+    """``GET .../brokers/{b}/configs[/{name}]``: broker b's settings (read-only: they come from
+    its configuration file, environment and flags), answered by broker b."""
+    services, metadata, cid = _cluster(request)
+    broker_id = _broker_id(request)
+    if broker_id != services.config.broker_id:
+        if FORWARDED_HEADER in request.headers:
+            raise BrokerError(f"Broker {broker_id} not found", ErrorCode.UNKNOWN_BROKER)
+        return await services.peers.forward(request, metadata.broker(broker_id).url)
+    base, config = _base(request), services.config
+    name = request.match_info.get("name")
+    settings = [s for s in BROKER_SETTINGS if name is None or s.name == name]
+    if not settings:
+        raise BrokerError(f"Config {name} not found", ErrorCode.UNKNOWN_CONFIG)
+    data = [_broker_config_data(base, cid, broker_id, s, getattr(config, s.attr)) for s in settings]
+    if name is not None:
+        return json_response(data[0])
+    url = f"{base}/clusters/{cid}/brokers/{broker_id}/configs"
+    return json_response(_collection("KafkaBrokerConfigList", url, data))
+
+
+async def broker_replicas(request: web.Request) -> web.Response:
+    """``GET .../brokers/{b}/partition-replicas``: every replica broker b holds."""
+    _, metadata, cid = _cluster(request)
+    broker_id = _broker_id(request)
+    metadata.broker(broker_id)
+    base = _base(request)
+    data = [
+        _replica_data(base, cid, info, broker_id)
+        for name in sorted(metadata.topics)
+        for info in metadata.topics[name].partitions
+        if broker_id in info.replicas
+    ]
+    url = f"{base}/clusters/{cid}/brokers/{broker_id}/partition-replicas"
+    return json_response(_collection("KafkaReplicaList", url, data))
+
+
+async def cluster_broker_configs(request: web.Request) -> web.Response:
+    """``GET .../broker-configs``: cluster-wide dynamic broker settings; kbroker has none."""
+    _, _, cid = _cluster(request)
+    url = f"{_base(request)}/clusters/{cid}/broker-configs"
+    return json_response(_collection("KafkaClusterConfigList", url, []))
+
+
+async def list_acls(request: web.Request) -> web.Response:
+    """``GET .../acls``: kbroker has no authorization, so no ACL exists."""
+    _, _, cid = _cluster(request)
+    return json_response(
+        _collection("KafkaAclDataList", f"{_base(request)}/clusters/{cid}/acls", [])
+    )
 
 
 # -------------------------------------------------------------------------------- topics
@@ -437,29 +519,67 @@ async def get_partition(request: web.Request) -> web.Response:
     return json_response(_partition_data(_base(request), cid, info, offsets.get(info.partition)))
 
 
+def _replica_data(base: str, cid: str, info: PartitionInfo, broker_id: int) -> dict[str, Any]:
+    url = f"{base}/clusters/{cid}/topics/{info.topic}/partitions/{info.partition}/replicas"
+    return {
+        **_resource(
+            "KafkaReplica",
+            f"{url}/{broker_id}",
+            f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}/replica={broker_id}",
+        ),
+        "cluster_id": cid,
+        "topic_name": info.topic,
+        "partition_id": info.partition,
+        "broker_id": broker_id,
+        "is_leader": broker_id == info.leader,
+        "is_in_sync": broker_id in info.isr,
+        "broker": {"related": f"{base}/clusters/{cid}/brokers/{broker_id}"},
+    }
+
+
 async def list_replicas(request: web.Request) -> web.Response:
     _, metadata, cid = _cluster(request)
     info = metadata.topic(topic_path(request)).partition(partition_path(request))
     base = _base(request)
     url = f"{base}/clusters/{cid}/topics/{info.topic}/partitions/{info.partition}/replicas"
-    data = [
-        {
-            **_resource(
-                "KafkaReplica",
-                f"{url}/{b}",
-                f"crn:///kafka={cid}/topic={info.topic}/partition={info.partition}/replica={b}",
-            ),
-            "cluster_id": cid,
-            "topic_name": info.topic,
-            "partition_id": info.partition,
-            "broker_id": b,
-            "is_leader": b == info.leader,
-            "is_in_sync": b in info.isr,
-            "broker": {"related": f"{base}/clusters/{cid}/brokers/{b}"},
-        }
-        for b in info.replicas
-    ]
+    data = [_replica_data(base, cid, info, b) for b in info.replicas]
     return json_response(_collection("KafkaReplicaList", url, data))
+
+
+async def get_replica(request: web.Request) -> web.Response:
+    _, metadata, cid = _cluster(request)
+    info = metadata.topic(topic_path(request)).partition(partition_path(request))
+    broker_id = _broker_id(request)
+    if broker_id not in info.replicas:
+        raise BrokerError(
+            f"Broker {broker_id} holds no replica of {info.topic}-{info.partition}",
+            ErrorCode.NOT_FOUND,
+        )
+    return json_response(_replica_data(_base(request), cid, info, broker_id))
+
+
+#: The wildcard of Confluent's reassignment paths (``topics/-/partitions/-/reassignment``).
+_ALL: Final = "-"
+
+
+async def reassignments(request: web.Request) -> web.Response:
+    """``GET .../topics/{t|-}/partitions/{p|-}/reassignment``: kbroker does not reassign
+    partitions, so the lists are empty and one partition's reassignment is not found."""
+    _, metadata, cid = _cluster(request)
+    topic = request.match_info["topic"]
+    raw = request.match_info["partition"]
+    url = f"{_base(request)}/clusters/{cid}/topics/{topic}/partitions/{raw}/reassignment"
+    if topic == _ALL and raw == _ALL:
+        return json_response(_collection("KafkaReassignmentList", url, []))
+    info = metadata.topic(topic_path(request))
+    if raw == _ALL:
+        return json_response(_collection("KafkaReassignmentList", url, []))
+    partition = info.partition(partition_path(request))
+    raise BrokerError(
+        f"No reassignment of {partition.topic}-{partition.partition} is in progress "
+        "(kbroker does not reassign partitions)",
+        ErrorCode.NOT_FOUND,
+    )
 
 
 async def elect_preferred_leaders(request: web.Request) -> web.StreamResponse:
@@ -504,6 +624,11 @@ def routes() -> list[web.RouteDef]:
         web.get(c, get_cluster),
         web.get(c + "/brokers", list_brokers),
         web.get(c + "/brokers/{broker_id}", get_broker),
+        web.get(c + "/brokers/{broker_id}/configs", broker_configs),
+        web.get(c + "/brokers/{broker_id}/configs/{name}", broker_configs),
+        web.get(c + "/brokers/{broker_id}/partition-replicas", broker_replicas),
+        web.get(c + "/broker-configs", cluster_broker_configs),
+        web.get(c + "/acls", list_acls),
         web.get(c + "/topics", list_topics),
         web.post(c + "/topics", create_topic),
         web.get(t, get_topic),
@@ -517,5 +642,7 @@ def routes() -> list[web.RouteDef]:
         web.get(t + "/partitions", list_partitions),
         web.get(t + "/partitions/{partition}", get_partition),
         web.get(t + "/partitions/{partition}/replicas", list_replicas),
+        web.get(t + "/partitions/{partition}/replicas/{broker_id}", get_replica),
+        web.get(t + "/partitions/{partition}/reassignment", reassignments),
         web.post(c + "/partitions:elect-preferred-leaders", elect_preferred_leaders),
     ]

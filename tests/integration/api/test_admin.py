@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
-from tests.integration.http import cluster_id, create_topic, fetch_all, produce, request
+from tests.integration.http import JSON_V2, cluster_id, create_topic, fetch_all, produce, request
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +151,90 @@ def test_openapi_document_is_served(broker: BrokerProcess) -> None:
     assert status == 200 and spec["openapi"].startswith("3.")
     fetch = spec["paths"]["/topics/{topic}/partitions/{partition}/records"]["get"]
     assert {"200", "404", "406", "416", "422"} <= set(fetch["responses"])
+
+
+def _links(doc: object) -> list[str]:
+    """Every ``metadata.self`` and ``{"related": url}`` URL in a v3 document."""
+    found: list[str] = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in ("self", "related") and isinstance(value, str):
+                found.append(value)
+            else:
+                found += _links(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            found += _links(value)
+    return found
+
+
+def test_every_v3_link_answers(cluster: LocalCluster) -> None:
+    """Follow every link from /v3/clusters (and a group's lags): each answers 200, except one
+    partition's reassignment, which is 404 as in Confluent's proxy when none is in progress."""
+    url = cluster.urls[0]
+    cluster.create_topic("linked", partitions=2, replication_factor=3)
+    produce(url, "linked", [{"value": i} for i in range(3)], partition=0)
+    consumer = {"Content-Type": "application/vnd.kafka.v2+json"}
+    base = f"{url}/consumers/linkers/instances/reader"
+    for path, body in (
+        (
+            "/consumers/linkers",
+            {"name": "reader", "format": "json", "auto.offset.reset": "earliest"},
+        ),
+        ("/consumers/linkers/instances/reader/subscription", {"topics": ["linked"]}),
+    ):
+        status, _, payload = request(
+            url + path, method="POST", body=orjson.dumps(body), headers=consumer
+        )
+        assert status in (200, 204), payload
+    for _ in range(20):  # the first reads join the group; then records arrive
+        status, _, payload = request(base + "/records?timeout=1000", headers={"Accept": JSON_V2})
+        assert status == 200, payload
+        if orjson.loads(payload):
+            break
+    status, _, payload = request(base + "/offsets", method="POST", body=b"", headers=consumer)
+    assert status == 200, payload
+    seen: dict[str, int] = {}
+    cid = cluster_id(url)
+    # The lags collection is the one resource no link names (as in Confluent's v3).
+    queue = [f"{url}/v3/clusters/{cid}/consumer-groups/linkers/lags", f"{url}/v3/clusters"]
+    while queue and len(seen) < 400:
+        link = queue.pop()
+        if link in seen:
+            continue
+        status, _, payload = request(link)
+        seen[link] = status
+        doc = orjson.loads(payload) if payload else None
+        if status == 200:
+            queue += _links(doc)
+        elif link.endswith("/reassignment") and "/partitions/-/" not in link:
+            assert (status, doc["error_code"]) == (404, 404), (link, doc)
+    failed = {link: status for link, status in seen.items() if status not in (200, 404)}
+    assert not failed
+    missing = {
+        link for link, status in seen.items() if status == 404 and not link.endswith("reassignment")
+    }
+    assert not missing
+    followed = " ".join(seen)
+    for resource in (
+        "/brokers/2/configs",
+        "/brokers/3/partition-replicas",
+        "/partitions/1/replicas/2",
+        "/broker-configs",
+        "/acls",
+        "/topics/-/partitions/-/reassignment",
+        "/consumer-groups/linkers/consumers/",
+        "/consumer-groups/linkers/lags/linked/partitions/0",
+    ):
+        assert resource in followed, resource
+    # Broker 2's settings come from broker 2 (forwarded), with a link to each.
+    _, configs = http_json(f"{url}/v3/clusters/{cid}/brokers/2/configs")
+    by_name = {c["name"]: c for c in configs["data"]}
+    assert by_name["broker.id"]["value"] == "2" and by_name["broker.id"]["is_read_only"]
+    assert by_name["listen"]["value"].endswith(f":{cluster.broker(2).port}")
+    status, one = http_json(f"{url}/v3/clusters/{cid}/brokers/3/configs/message.max.bytes")
+    assert status == 200 and one["broker_id"] == 3 and one["source"] == "DEFAULT_CONFIG"
+    status, missing_config = http_json(f"{url}/v3/clusters/{cid}/brokers/3/configs/nope")
+    assert (status, missing_config["error_code"]) == (404, 40408)
+    status, replica = http_json(f"{url}/v3/clusters/{cid}/topics/linked/partitions/0/replicas/9")
+    assert (status, replica["error_code"]) == (404, 404)
