@@ -6,7 +6,7 @@ import http.client
 import socket
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 
@@ -41,10 +41,13 @@ def produce(
     partition: int | None = None,
     content_type: str = JSON_V2,
     acks: str | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
+    """(status, parsed answer or None when it has no body) of one produce request."""
     path = f"/topics/{topic}" + (f"/partitions/{partition}" if partition is not None else "")
-    if acks is not None:
-        path += f"?acks={acks}"
+    params = {**({"acks": acks} if acks is not None else {}), **(query or {})}
+    if params:
+        path += "?" + urlencode(params)
     status, _, payload = request(
         url + path,
         method="POST",

@@ -134,13 +134,8 @@ def test_bad_input_gets_the_same_errors_through_workers(broker: BrokerProcess) -
 def test_async_produce_gets_the_brokers_answer_through_workers(broker: BrokerProcess) -> None:
     create_topic(broker.url, "quiet", partitions=1)
     for n in range(8):
-        status, _, payload = request(
-            broker.url + "/topics/quiet?async=true",
-            method="POST",
-            body=orjson.dumps({"records": [{"value": n}]}),
-            headers={"Content-Type": JSON_V2},
-        )
-        assert (status, payload) == (204, b"")
+        answer = produce(broker.url, "quiet", [{"value": n}], query={"async": "true"})
+        assert answer == (204, None)
     assert [r["value"] for r in fetch_all(broker.url, "quiet", 0, 0, 8)] == list(range(8))
 
 
