@@ -10,6 +10,8 @@ partition-peers    iptables: the broker and its peers drop each other's traffic 
                    reach both sides)
 partition-zk       iptables: the broker's connections to every ZooKeeper node are cut
 isolate            both of the above
+lossy              iptables: the broker's connections to its peers (both ways) and to ZooKeeper
+                   lose 20% of their packets at random (TCP retransmits; nothing is cut)
 zk-leader-kill     kill -9 of the ZooKeeper leader; heal: restart it
 session-expiry     the broker's ZooKeeper session is expired from outside (its id and password
                    are in ``<data-dir>/.zk-session``); nothing to heal
@@ -198,23 +200,29 @@ class PauseBroker(_BrokerFault):
 
 
 class PartitionBroker(_BrokerFault):
-    """Cut the broker from its peers, from ZooKeeper, or both."""
+    """Cut the broker from its peers, from ZooKeeper, or both (or, with ``loss``, make those
+    links drop that share of their packets)."""
 
     peers: ClassVar[bool] = True
     zookeeper: ClassVar[bool] = True
+    loss: ClassVar[float | None] = None
     _rules: list[tuple[str, ...]]
 
     def rules(self) -> list[tuple[str, ...]]:
-        sandbox, me = self.world.sandbox, self.broker
+        sandbox, me, loss = self.world.sandbox, self.broker, self.loss
         rules: list[tuple[str, ...]] = []
         if self.peers:
             for other in self.world.cluster.brokers:
                 if other is not me:
-                    rules += sandbox.cut_rules(me.broker_id, self.world.broker_endpoint(other))
-                    rules += sandbox.cut_rules(other.broker_id, self.world.broker_endpoint(me))
+                    rules += sandbox.cut_rules(
+                        me.broker_id, self.world.broker_endpoint(other), loss
+                    )
+                    rules += sandbox.cut_rules(
+                        other.broker_id, self.world.broker_endpoint(me), loss
+                    )
         if self.zookeeper:
             for endpoint in self.world.zookeeper_endpoints():
-                rules += sandbox.cut_rules(me.broker_id, endpoint)
+                rules += sandbox.cut_rules(me.broker_id, endpoint, loss)
         return rules
 
     async def inject(self) -> None:
@@ -238,6 +246,12 @@ class PartitionZooKeeper(PartitionBroker):
 
 class Isolate(PartitionBroker):
     kind = "isolate"
+
+
+class LossyLinks(PartitionBroker):
+    kind = "lossy"
+    loss = 0.2
+    durations = (5.0, 15.0)
 
 
 class KillZooKeeperLeader(Fault):
@@ -348,6 +362,7 @@ KINDS: Final[dict[str, type[Fault]]] = {
         PartitionPeers,
         PartitionZooKeeper,
         Isolate,
+        LossyLinks,
         KillZooKeeperLeader,
         ExpireSession,
         DiskFull,

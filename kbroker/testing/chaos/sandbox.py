@@ -184,9 +184,14 @@ class Sandbox:
 
     # ------------------------------------------------------------------ cuts
 
-    def cut_rules(self, broker_id: int, target: Endpoint) -> list[tuple[str, ...]]:
-        """The rules that cut every connection ``broker_id`` opens to ``target``."""
+    def cut_rules(
+        self, broker_id: int, target: Endpoint, loss: float | None = None
+    ) -> list[tuple[str, ...]]:
+        """The rules that cut every connection ``broker_id`` opens to ``target``; with
+        ``loss``, that drop each of their packets with that probability instead (both ways)."""
         mark = ["-m", "connmark", "--mark", f"{self.mark(broker_id):#x}"]
+        if loss is not None:
+            mark += ["-m", "statistic", "--mode", "random", "--probability", f"{loss:.3f}"]
         to = ("-d", target.host, "--dport", str(target.port))
         back = ("-s", target.host, "--sport", str(target.port))
         return [tuple(["-p", "tcp", *mark, *way, "-j", "DROP"]) for way in (to, back)]
