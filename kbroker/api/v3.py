@@ -160,7 +160,9 @@ async def get_broker(request: web.Request) -> web.Response:
     return json_response(_broker_data(_base(request), cid, metadata, _broker_id(request)))
 
 
-def _broker_config_data(base: str, cid: str, broker_id: int, setting: Setting, value: Any) -> Any:
+def _broker_config_data(
+    base: str, cid: str, broker_id: int, setting: Setting, value: Any
+) -> dict[str, Any]:
     url = f"{base}/clusters/{cid}/brokers/{broker_id}/configs/{setting.name}"
     default = value == setting.default
     return {
