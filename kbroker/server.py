@@ -422,6 +422,7 @@ class Broker:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
+            auto_decompress=False,  # bodies are decoded by kbroker.api.encoding
         )
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
@@ -441,6 +442,7 @@ class Broker:
                 access_log=None,
                 handle_signals=False,
                 shutdown_timeout=2.0,
+                auto_decompress=False,
             )
             await self._local_runner.setup()
             socket = worker_socket_path(self.config)

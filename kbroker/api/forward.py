@@ -82,6 +82,10 @@ class HttpPeerClient:
         """Send ``request`` (or ``body`` to ``path``) to the broker at ``url``."""
         target = url + (path if path is not None else request.path_qs)
         headers = {h: request.headers[h] for h in _COPIED_HEADERS if h in request.headers}
+        if body is None and "Content-Encoding" in request.headers:
+            # The body goes as it came, still encoded: the receiver decodes it (and answers
+            # 415/400 as this broker would).
+            headers["Content-Encoding"] = request.headers["Content-Encoding"]
         headers[FORWARDED_HEADER] = "1"
         headers[FORWARDED_HOST_HEADER] = request.host
         data = (

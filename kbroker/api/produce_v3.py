@@ -36,6 +36,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import hdrs, web
 
+from kbroker.api.encoding import content_codings
 from kbroker.api.errors import error_response, json_response
 from kbroker.api.params import acks_param, iso_timestamp, timestamp_ms, topic_path
 from kbroker.api.produce import Outcome, produce_records, read_body
@@ -202,7 +203,8 @@ async def _target(request: web.Request) -> tuple[Services, TopicInfo, int, dict[
 async def produce_v3(request: web.Request) -> web.StreamResponse:
     services, topic, acks, names = await _target(request)
     common = {"error_code": 200, **names}
-    if "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower():
+    chunked = "chunked" in request.headers.get(hdrs.TRANSFER_ENCODING, "").lower()
+    if chunked and not content_codings(request):  # a compressed stream is read whole
         return await _stream(request, services, topic, acks, common)
     body = await read_body(request, services.config.max_request_bytes)
     texts, rest, broken = split_objects(body, 0)

@@ -83,6 +83,8 @@ class Relay:
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """Send a request to the broker; (status, headers, body)."""
         sent = relayed(request.headers)
+        if body is not None:  # already decoded (read_body): its coding no longer applies
+            sent = {k: v for k, v in sent.items() if k.lower() != "content-encoding"}
         sent[FORWARDED_HOST_HEADER] = request.host
         sent.update(headers or {})
         if body is None and request.can_read_body:
@@ -203,7 +205,11 @@ def build_worker_app(relay: Relay) -> web.Application:
 async def _serve(config: BrokerConfig, socket_path: str, parent: int) -> None:
     relay = Relay(socket_path, config)
     runner = web.AppRunner(
-        build_worker_app(relay), access_log=None, handle_signals=False, shutdown_timeout=5.0
+        build_worker_app(relay),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        auto_decompress=False,  # bodies are decoded by kbroker.api.encoding
     )
     await runner.setup()
     host, _, port = config.listen.rpartition(":")

@@ -6,6 +6,7 @@ workers (SO_REUSEPORT); the answers must be the same whichever process took the 
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import time
@@ -137,6 +138,39 @@ def test_async_produce_gets_the_brokers_answer_through_workers(broker: BrokerPro
         answer = produce(broker.url, "quiet", [{"value": n}], query={"async": "true"})
         assert answer == (204, None)
     assert [r["value"] for r in fetch_all(broker.url, "quiet", 0, 0, 8)] == list(range(8))
+
+
+def test_compressed_bodies_through_workers(broker: BrokerProcess) -> None:
+    """A worker decodes what it parses and relays the rest still encoded: every path answers
+    as the broker does."""
+    create_topic(broker.url, "packed", partitions=2)
+    gz = {"Content-Type": JSON_V2, "Content-Encoding": "gzip"}
+    for n in range(6):
+        keyed = {"records": [{"key": "k", "value": n}]} if n % 2 else {"records": [{"value": n}]}
+        status, _, payload = request(
+            broker.url + "/topics/packed",
+            method="POST",
+            body=gzip.compress(orjson.dumps(keyed)),
+            headers=gz,
+        )
+        assert status == 200, payload
+        status, _, payload = request(
+            broker.url + "/topics/packed", method="POST", body=b"junk", headers=gz
+        )
+        assert (status, orjson.loads(payload)["error_code"]) == (400, 400)
+        name = orjson.dumps({"name": f"r{n}", "format": "json"})
+        status, _, payload = request(
+            broker.url + "/consumers/packers",
+            method="POST",
+            body=gzip.compress(name),
+            headers={"Content-Type": "application/vnd.kafka.v2+json", "Content-Encoding": "gzip"},
+        )
+        assert status == 200, payload
+    ends = [
+        orjson.loads(request(f"{broker.url}/topics/packed/partitions/{p}/offsets")[2])["end_offset"]
+        for p in (0, 1)
+    ]
+    assert sum(ends) == 6
 
 
 def test_log_append_time_topic_takes_the_brokers_path(broker: BrokerProcess) -> None:
