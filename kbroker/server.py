@@ -342,6 +342,7 @@ class Broker:
                 await stop.wait()
                 self.draining = True
                 await self._controlled_shutdown()
+                await self._stop_listening()
                 await asyncio.sleep(DRAIN_GRACE_S)
                 await self._stop_http()
                 for task in background:
@@ -451,6 +452,14 @@ class Broker:
             self._workers = WorkerPool(self.config)
             self._workers.start()
 
+    async def _stop_listening(self) -> None:
+        """Stop accepting client connections (open ones keep being served): from here a client
+        that connects is refused, which it knows is safe to retry, instead of having a
+        connection accepted and then closed under its request, which is ambiguous."""
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+
     async def _stop_http(self) -> None:
         if self._workers is not None:
             await self._workers.stop()
@@ -526,8 +535,8 @@ class Broker:
         log.info("broker %d stopped", self.config.broker_id)
 
 
-#: Pause between moving leadership away and closing connections, so that clients see
-#: ``Connection: close`` on their last requests instead of a reset.
+#: Pause between moving leadership away (and no longer accepting connections) and closing the
+#: open ones, so that clients see ``Connection: close`` on their last requests, not a reset.
 DRAIN_GRACE_S = 0.3
 
 #: File in the data directory holding this broker's ZooKeeper session id and password.
