@@ -66,6 +66,10 @@ def int_param(
             raise BrokerError(f"Query parameter {name} is required", code)
         return default
     if not _INTEGER.fullmatch(raw.strip()):
+        if re.fullmatch(r"-?[0-9]+", raw.strip()):  # an integer, too long to be in range
+            raise BrokerError(
+                f"Query parameter {name}={raw} must be between {low} and {high}", code
+            )
         raise BrokerError(f"Query parameter {name}={raw!r} must be an integer", code)
     value = int(raw)
     if not low <= value <= high:
