@@ -75,7 +75,7 @@ def _inflate(data: bytes, coding: str, limit: int) -> bytes:
             chunk = decoder.decompress(rest, limit - size + 1)
             size += len(chunk)
             out.append(chunk)
-            if size > limit or decoder.unconsumed_tail:
+            if size > limit:  # (input left unconsumed means the output reached limit + 1)
                 raise BrokerError(
                     f"Request body exceeds max.request.bytes ({limit}) once decoded ({coding})",
                     ErrorCode.REQUEST_TOO_LARGE,

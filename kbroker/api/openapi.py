@@ -64,10 +64,14 @@ _BODY_ERRORS: Final = (
     ErrorCode.INVALID_PAYLOAD,
 )
 #: What creating a topic can answer besides body errors (v3's create and Strimzi's).
-_CREATE_TOPIC_ERRORS: Final = (
+#: What any topic administration can answer (ZooKeeper and the controller's wait).
+_ADMIN_ERRORS: Final = (
     ErrorCode.INVALID_CONFIG,
     ErrorCode.ZOOKEEPER_UNAVAILABLE,
     ErrorCode.REQUEST_TIMED_OUT,
+)
+_CREATE_TOPIC_ERRORS: Final = (
+    *_ADMIN_ERRORS,
     ErrorCode.TOPIC_ALREADY_EXISTS,
     ErrorCode.INVALID_TOPIC_NAME,
     ErrorCode.INVALID_PARTITIONS,
@@ -618,12 +622,7 @@ def _v3_paths() -> dict[str, Any]:
     cl = (ErrorCode.UNKNOWN_CLUSTER, *_ALWAYS)
     tp = (ErrorCode.UNKNOWN_CLUSTER, *_TOPIC_ERRORS)
     pa = (ErrorCode.UNKNOWN_CLUSTER, *_PARTITION_ERRORS)
-    admin = (
-        ErrorCode.INVALID_CONFIG,
-        ErrorCode.ZOOKEEPER_UNAVAILABLE,
-        ErrorCode.REQUEST_TIMED_OUT,
-        *_BODY_ERRORS,
-    )
+    admin = (*_ADMIN_ERRORS, *_BODY_ERRORS)
     created = _ok("Created", _ref("V3Resource"), status="201")
     return {
         "/v3/clusters": {"get": _op("Clusters", [], lst, _ALWAYS, tag="v3")},

@@ -571,17 +571,16 @@ async def reassignments(request: web.Request) -> web.Response:
     topic = request.match_info["topic"]
     raw = request.match_info["partition"]
     url = f"{_base(request)}/clusters/{cid}/topics/{topic}/partitions/{raw}/reassignment"
-    if topic == _ALL and raw == _ALL:
-        return json_response(_collection("KafkaReassignmentList", url, []))
-    info = metadata.topic(topic_path(request))
-    if raw == _ALL:
-        return json_response(_collection("KafkaReassignmentList", url, []))
-    partition = info.partition(partition_path(request))
-    raise BrokerError(
-        f"No reassignment of {partition.topic}-{partition.partition} is in progress "
-        "(kbroker does not reassign partitions)",
-        ErrorCode.NOT_FOUND,
-    )
+    if topic != _ALL or raw != _ALL:
+        info = metadata.topic(topic_path(request))  # 404 for an unknown topic
+        if raw != _ALL:
+            partition = info.partition(partition_path(request))
+            raise BrokerError(
+                f"No reassignment of {partition.topic}-{partition.partition} is in progress "
+                "(kbroker does not reassign partitions)",
+                ErrorCode.NOT_FOUND,
+            )
+    return json_response(_collection("KafkaReassignmentList", url, []))
 
 
 async def elect_preferred_leaders(request: web.Request) -> web.StreamResponse:
