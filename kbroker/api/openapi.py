@@ -63,13 +63,13 @@ _BODY_ERRORS: Final = (
     ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.INVALID_PAYLOAD,
 )
-#: What creating a topic can answer besides body errors (v3's create and Strimzi's).
 #: What any topic administration can answer (ZooKeeper and the controller's wait).
 _ADMIN_ERRORS: Final = (
     ErrorCode.INVALID_CONFIG,
     ErrorCode.ZOOKEEPER_UNAVAILABLE,
     ErrorCode.REQUEST_TIMED_OUT,
 )
+#: What creating a topic can answer besides body errors (v3's create and Strimzi's).
 _CREATE_TOPIC_ERRORS: Final = (
     *_ADMIN_ERRORS,
     ErrorCode.TOPIC_ALREADY_EXISTS,
