@@ -197,21 +197,31 @@ class Writer:
 async def read_partition(
     url: str, topic: str, partition: int, *, timeout_s: float = 60.0
 ) -> list[tuple[int, Any]]:
-    """Every (offset, value) of a partition from its start to the high watermark."""
+    """Every (offset, value) of a partition from its start to the high watermark.
+
+    A retriable error (``"retriable": true``, such as a broker re-reading the cluster state
+    after a new ZooKeeper session) is retried until ``timeout_s``, as a client would."""
     out: list[tuple[int, Any]] = []
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/topics/{topic}/partitions/{partition}/offsets") as resp:
-            offsets = orjson.loads(await resp.read())
+
+        async def get(path: str, params: dict[str, Any] | None = None) -> Any:
+            while True:
+                async with session.get(f"{url}{path}", params=params) as resp:
+                    doc = orjson.loads(await resp.read())
+                    if resp.status == 200:
+                        return doc
+                retriable = isinstance(doc, dict) and doc.get("retriable") is True
+                if not retriable or time.monotonic() >= deadline:
+                    raise RuntimeError(f"GET {path} {params or ''}: {resp.status} {doc}")
+                await asyncio.sleep(0.2)
+
+        base = f"/topics/{topic}/partitions/{partition}"
+        offsets = await get(f"{base}/offsets")
         position, end = offsets["beginning_offset"], offsets["end_offset"]
         while position < end and time.monotonic() < deadline:
-            async with session.get(
-                f"{url}/topics/{topic}/partitions/{partition}/records",
-                params={"offset": position, "max_bytes": 4 << 20, "timeout": 0},
-            ) as resp:
-                records = orjson.loads(await resp.read())
-                if resp.status != 200:
-                    raise RuntimeError(f"read {topic}-{partition} at {position}: {records}")
+            params = {"offset": position, "max_bytes": 4 << 20, "timeout": 0}
+            records = await get(f"{base}/records", params)
             out.extend((r["offset"], r["value"]) for r in records)
             if records:
                 position = records[-1]["offset"] + 1

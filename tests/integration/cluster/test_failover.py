@@ -291,3 +291,25 @@ def _leader_of(cluster: LocalCluster, topic: str) -> BrokerProcess:
 def _leader_seen_by(url: str, topic: str) -> int | None:
     status, body = http_json(f"{url}/topics/{topic}/partitions/0")
     return body.get("leader") if status == 200 else None
+
+
+async def test_zookeeper_quorum_lost_and_regained(
+    cluster: LocalCluster, zk_ensemble: ZooKeeperEnsemble
+) -> None:
+    """Two of the three ZooKeeper nodes down for 3 session timeouts: the brokers fence
+    themselves (nothing is acknowledged once the fence delay has passed, as no broker can know
+    whether the cluster moved on without it), no acknowledged record is lost, and writes
+    resume once the ensemble has a quorum again."""
+    writer, task = await _start(cluster)
+    survivor = zk_ensemble.leader() or 0
+    victims = [i for i in range(3) if i != survivor]
+    for index in victims:
+        await asyncio.to_thread(zk_ensemble.kill, index)
+    await asyncio.sleep(1.5 * SESSION_TIMEOUT_S)  # well past the fence delay (2/3 of it)
+    acked_fenced = len(writer.acked())
+    await asyncio.sleep(1.5 * SESSION_TIMEOUT_S)
+    assert len(writer.acked()) == acked_fenced, "acknowledged without a ZooKeeper quorum"
+    for index in victims:
+        await asyncio.to_thread(zk_ensemble.start, index)
+    await writer.wait_acks(100, 60)
+    await _finish(cluster, writer, task)
