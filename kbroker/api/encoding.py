@@ -14,6 +14,10 @@ Several codings (``Content-Encoding: deflate, gzip``: deflate applied first) are
 reverse order. ``deflate`` is the zlib format (RFC 9110); a raw deflate stream, which some
 clients send, is accepted too. Concatenated gzip members are one body (RFC 1952).
 
+A JSON body may also start with a UTF-8 byte order mark (some Windows tools write one):
+:func:`strip_bom` drops it, as RFC 8259 (section 8.1) lets a parser do and as Jackson, behind
+Confluent's proxy and Strimzi's bridge, does. orjson refuses it.
+
 Pure functions over bytes; safe from any thread.
 """
 
@@ -26,11 +30,17 @@ from aiohttp import web
 
 from kbroker.errors import BrokerError, ErrorCode
 
-__all__ = ["SUPPORTED_CODINGS", "content_codings", "decode_body"]
+__all__ = ["SUPPORTED_CODINGS", "UTF8_BOM", "content_codings", "decode_body", "strip_bom"]
 
 #: Codings kbroker decodes (``x-gzip`` is gzip's old name; ``identity`` means none).
 SUPPORTED_CODINGS: Final = frozenset({"identity", "gzip", "x-gzip", "deflate"})
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+
+def strip_bom(body: bytes) -> bytes:
+    """``body`` without a leading UTF-8 byte order mark (a copy only when it has one)."""
+    return body[len(UTF8_BOM) :] if body.startswith(UTF8_BOM) else body
 
 
 def content_codings(request: web.Request) -> list[str]:

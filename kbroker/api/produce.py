@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kbroker.api.encoding import content_codings, decode_body
+from kbroker.api.encoding import content_codings, decode_body, strip_bom
 from kbroker.api.errors import json_response
 from kbroker.api.media import produce_format
 from kbroker.api.params import acks_param, bool_param, partition_path, topic_path
@@ -64,8 +64,9 @@ _ROUTE_ATTEMPTS = 3
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body with its content codings undone (kbroker.api.encoding), refusing
-    one larger than ``limit`` before reading it, or once decoded."""
+    """The whole request body with its content codings undone (kbroker.api.encoding) and a
+    leading UTF-8 byte order mark dropped, refusing one larger than ``limit`` before reading
+    it, or once decoded."""
     codings = content_codings(request)
     length = request.content_length
     if length is not None and length > limit:
@@ -74,7 +75,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             ErrorCode.REQUEST_TOO_LARGE,
         )
     raw = await request.read()
-    return decode_body(raw, codings, limit) if codings else raw
+    return strip_bom(decode_body(raw, codings, limit) if codings else raw)
 
 
 @dataclass(frozen=True, slots=True)

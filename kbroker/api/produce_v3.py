@@ -36,7 +36,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import hdrs, web
 
-from kbroker.api.encoding import content_codings
+from kbroker.api.encoding import UTF8_BOM, content_codings, strip_bom
 from kbroker.api.errors import error_response, json_response
 from kbroker.api.params import acks_param, iso_timestamp, timestamp_ms, topic_path
 from kbroker.api.produce import Outcome, produce_records, read_body
@@ -234,9 +234,14 @@ async def _stream(
     limit = services.config.max_request_bytes
     buffer = b""
     written = 0
+    started = False  # past a UTF-8 byte order mark the stream may start with
     while True:
         chunk = await request.content.readany()
         buffer += chunk
+        if not started:
+            if chunk and len(buffer) < len(UTF8_BOM) and UTF8_BOM.startswith(buffer):
+                continue
+            buffer, started = strip_bom(buffer), True
         texts, rest, broken = split_objects(buffer, 0)
         buffer = buffer[rest:]
         reports = await _produce_group(request, services, topic, texts, acks) if texts else []

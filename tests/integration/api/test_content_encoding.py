@@ -5,6 +5,7 @@ never a 500, and a decompression bomb is refused once it exceeds max.request.byt
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +110,46 @@ def test_compressed_requests_forwarded_between_brokers(cluster: LocalCluster) ->
         body = gzip.compress(orjson.dumps({"name": f"reader-{i}", "format": "json"}))
         status, answer = _post(url + "/consumers/packed-group", body, "gzip", "application/json")
         assert status == 200 and answer["instance_id"] == f"reader-{i}", answer
+
+
+def test_a_utf8_byte_order_mark_before_the_json_is_ignored(limited: BrokerProcess) -> None:
+    """Jackson (Confluent's proxy, Strimzi's bridge) reads past a BOM, so kbroker does too:
+    on produce bodies (v2, and v3 whole or streamed), consumer bodies and compressed ones."""
+    bom = b"\xef\xbb\xbf"
+    create_topic(limited.url, "marked")
+    url = limited.url + "/topics/marked/partitions/0"
+    for body, coding in (
+        ((bom + _records(0)), "identity"),
+        (gzip.compress(bom + _records(1)), "gzip"),
+    ):
+        status, answer = _post(url, body, coding)
+        assert status == 200, answer
+    status, answer = _post(limited.url + "/consumers/g", bom + b'{"name":"c1"}', "identity")
+    assert status == 200 and answer["instance_id"] == "c1", answer
+    _, _, payload = request(limited.url + "/v3/clusters")
+    cluster = orjson.loads(payload)["data"][0]["cluster_id"]
+    v3 = f"{limited.url}/v3/clusters/{cluster}/topics/marked/records"
+    record = orjson.dumps({"partition_id": 0, "value": {"type": "JSON", "data": 2}})
+    status, _, payload = request(
+        v3, method="POST", body=bom + record, headers={"Content-Type": "application/json"}
+    )
+    assert status == 200 and b'"error_code":200' in payload, payload
+    # Streamed, with the mark split over two chunks.
+    record = orjson.dumps({"partition_id": 0, "value": {"type": "JSON", "data": 3}})
+
+    def chunks() -> Iterator[bytes]:
+        yield bom[:2]
+        time.sleep(0.2)  # so that the broker reads the first two bytes alone
+        yield bom[2:] + record
+
+    status, _, payload = request(
+        v3,
+        method="POST",
+        body=chunks(),  # type: ignore[arg-type]  # http.client sends an iterable chunked
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200 and payload.count(b'"error_code":200') == 1, payload
+    assert [r["value"] for r in fetch_all(limited.url, "marked", 0, 0, 4)] == [0, 1, 2, 3]
+    # Only a leading mark: one inside the JSON text is still malformed.
+    status, answer = _post(url, b"{" + bom + b'"records":[]}', "identity")
+    assert (status, answer["error_code"]) == (400, 400), answer

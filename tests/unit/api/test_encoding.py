@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from kbroker.api.encoding import decode_body
+from kbroker.api.encoding import UTF8_BOM, decode_body, strip_bom
 from kbroker.errors import BrokerError, ErrorCode
 
 DATA = b'{"records":[' + b",".join(b'{"value":%d}' % i for i in range(500)) + b"]}"
@@ -60,3 +60,12 @@ def test_the_decoded_size_is_bounded(coding: str) -> None:
     with pytest.raises(BrokerError) as caught:
         decode_body(encoded, [coding], len(bomb) - 1)
     assert caught.value.code is ErrorCode.REQUEST_TOO_LARGE
+
+
+def test_strip_bom_drops_only_a_leading_mark() -> None:
+    assert strip_bom(UTF8_BOM + b'{"a":1}') == b'{"a":1}'
+    assert strip_bom(b'{"a":1}') == b'{"a":1}'
+    assert strip_bom(b"") == b""
+    assert strip_bom(UTF8_BOM) == b""
+    assert strip_bom(b" " + UTF8_BOM + b"{}") == b" " + UTF8_BOM + b"{}"
+    assert strip_bom(UTF8_BOM + UTF8_BOM + b"{}") == UTF8_BOM + b"{}"  # one mark, not several
