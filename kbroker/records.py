@@ -21,7 +21,7 @@ import base64
 import binascii
 import operator
 import string
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -453,6 +453,7 @@ def render_batches(
     fmt: EmbeddedFormat,
     max_records: int | None = None,
     max_bytes: int | None = None,
+    strict_max_bytes: bool = False,
 ) -> RenderedRecords:
     """Turn whole stored batches into output records from ``start_offset`` on.
 
@@ -460,7 +461,9 @@ def render_batches(
     "headers"}``. Records below ``start_offset`` (a fetch may begin mid-batch) are skipped;
     at most ``max_records`` are rendered. When the first batch alone exceeds ``max_bytes`` it is
     cut to the records that fit, keeping at least one, so that a large record never blocks a
-    reader. Raises JSON_CONVERSION when a binary record is asked for as JSON and is not JSON.
+    reader. With ``strict_max_bytes`` (Confluent's consumer reads) it is cut instead where the
+    records' key and value bytes would reach ``max_bytes``, which may leave none. Raises
+    JSON_CONVERSION when a binary record is asked for as JSON and is not JSON.
     """
     out: list[dict[str, Any]] = []
     next_offset = start_offset
@@ -475,8 +478,11 @@ def render_batches(
             records = records[skip:]
         if limit >= 0 and len(out) + len(records) > limit:
             records = records[: limit - len(out)]
-        if not out and max_bytes is not None and header.size > max_bytes:
-            records = _fit(records, max_bytes)
+        if not out and max_bytes is not None and header.size >= max_bytes:
+            if strict_max_bytes:
+                records = _fit_strictly(records, header.codec, max_bytes)
+            elif header.size > max_bytes:
+                records = _fit(records, max_bytes)
         first = header.base_offset + skip
         out.extend(
             _render(records, header, topic=topic, partition=partition, first_offset=first, fmt=fmt)
@@ -501,6 +507,27 @@ def _batch_records(view: memoryview, header: BatchHeader) -> list[dict[str, Any]
 def _fit(records: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
     sizes = accumulate(map(len, map(orjson.dumps, records)))
     return records[: max(1, bisect_right(list(sizes), max_bytes))]
+
+
+def _fit_strictly(
+    records: list[dict[str, Any]], codec: PayloadCodec, max_bytes: int
+) -> list[dict[str, Any]]:
+    """The leading records whose key and value bytes add up to less than ``max_bytes``: the
+    rough size Confluent's read task counts (``bytesConsumed + size >= maxResponseBytes``
+    stops it before the record, which stays unread)."""
+    size = _binary_size if codec is PayloadCodec.BINARY else _json_size
+    sizes = accumulate(size(r.get("key")) + size(r.get("value")) for r in records)
+    return records[: bisect_left(list(sizes), max_bytes)]
+
+
+def _json_size(data: Any) -> int:
+    """Bytes of a key or value stored as JSON (its compact text; null is no bytes)."""
+    return 0 if data is None else len(orjson.dumps(data))
+
+
+def _binary_size(data: str | None) -> int:
+    """Bytes of a key or value stored as base64 (checked at produce: padded, standard)."""
+    return 0 if data is None else len(data) // 4 * 3 - (len(data) - len(data.rstrip("=")))
 
 
 def _render(

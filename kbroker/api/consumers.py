@@ -9,10 +9,12 @@ without requests.
 
 Semantics as Confluent's, with these documented differences: records carry ``timestamp`` and
 ``headers``; ``GET .../records`` answers as soon as records are available (up to ``timeout`` ms,
-capped by ``consumer.request.timeout.ms``); a record larger than ``max_bytes`` is returned alone
-rather than never; with ``auto.commit.enable`` the positions reached by the *previous* records
-request are committed at the start of each records request (Kafka's auto-commit semantics) and
-when partitions move away in a rebalance.
+capped by ``consumer.request.timeout.ms``); with ``auto.commit.enable`` the positions reached
+by the *previous* records request are committed at the start of each records request (Kafka's
+auto-commit semantics) and when partitions move away in a rebalance. ``max_bytes`` is
+Confluent's: reading stops before the record whose key and value bytes would bring the
+answer's total to ``max_bytes``, and that record stays unread, even when it is the first
+(``max_bytes=1`` reads nothing; some v1 clients send it as a heartbeat).
 
 REST Proxy v1's consumer calls work as well (docs/api.md, "REST Proxy v1"):
 ``GET .../instances/{name}/topics/{topic}[?max_bytes=]`` reads one topic, subscribing the
@@ -423,6 +425,7 @@ async def _poll(
             start_offset=instance.positions[tp],
             fmt=fmt,
             max_bytes=budget,
+            strict_max_bytes=True,
         )
         out.extend(rendered.records)
         budget -= len(data)

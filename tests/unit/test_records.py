@@ -541,6 +541,37 @@ def test_render_max_bytes_cuts_large_first_batch() -> None:
     assert [r["offset"] for r in result.records] == list(range(11))
 
 
+@pytest.mark.parametrize("fmt", [JSON, BINARY])
+def test_render_strict_max_bytes_counts_key_and_value_bytes(fmt: EmbeddedFormat) -> None:
+    """Confluent's consumer read: stop before the record whose key and value bytes would make
+    the total reach max_bytes, even the first."""
+    values: list[Any] = ["a" * 8, "bb", None, "c" * 10]  # JSON text: 10, 4, 0, 12 bytes
+    if fmt is BINARY:  # the bytes themselves: 8, 2, 0, 10
+        values = [None if v is None else base64.b64encode(v.encode()).decode() for v in values]
+    data = produce([{"value": v} for v in values], fmt)
+    sizes = [10, 4, 0, 12] if fmt is JSON else [8, 2, 0, 10]
+    totals = list(itertools.accumulate(sizes))
+    for max_bytes in range(1, totals[-1] + 3):
+        got = render(data, fmt=fmt, max_bytes=max_bytes, strict_max_bytes=True)
+        expected = sum(1 for total in totals if total < max_bytes)
+        assert len(got) == expected, (max_bytes, got)
+    assert render(data, fmt=fmt, max_bytes=1, strict_max_bytes=True) == []
+    result = render_batches(
+        data, topic="t", partition=0, start_offset=1, fmt=fmt, max_bytes=5, strict_max_bytes=True
+    )
+    assert [r["offset"] for r in result.records] == [1, 2]  # then offset 3 would reach 5 bytes
+    assert result.next_offset == 3
+    # Not strict (the stateless fetch): the first record comes back whatever its size.
+    assert [r["offset"] for r in render(data, fmt=fmt, max_bytes=1)] == [0]
+
+
+def test_render_strict_max_bytes_counts_keys() -> None:
+    data = produce([{"key": "kkkk", "value": 1}, {"key": None, "value": 2}])  # 6+1, 0+1 bytes
+    assert render(data, max_bytes=7, strict_max_bytes=True) == []
+    assert [r["value"] for r in render(data, max_bytes=8, strict_max_bytes=True)] == [1]
+    assert [r["value"] for r in render(data, max_bytes=9, strict_max_bytes=True)] == [1, 2]
+
+
 def test_render_json_as_binary() -> None:
     data = produce([{"key": "k", "value": {"a": [1, None]}}, {"value": None}, {"key": 5}])
     out = render(data, fmt=BINARY)

@@ -154,6 +154,59 @@ def test_v1_consumer_reads_by_topic_commits_and_resumes(broker: BrokerProcess) -
     _call(again["base_uri"], "DELETE")
 
 
+def test_consumer_max_bytes_never_consumes_a_record_it_does_not_return(
+    broker: BrokerProcess,
+) -> None:
+    """Confluent's rule, which v1 heartbeat clients rely on (``max_bytes=1``, answer thrown
+    away): a record that would bring the answer to max_bytes is neither returned nor consumed,
+    in v1's topic read and in v2's records read alike."""
+    create_topic(broker.url, "hb", partitions=1)
+    values = [_b64("x" * 10), _b64("y" * 10), _b64("z" * 10)]  # 10 bytes each
+    _call(f"{broker.url}/topics/hb", "POST", {"records": [{"value": v} for v in values]})
+    join = {"format": "binary", "auto.offset.reset": "smallest", "auto.commit.enable": "false"}
+    status, _, v1 = _call(f"{broker.url}/consumers/hb1", "POST", join)
+    assert status == 200, v1
+    for _ in range(3):  # heartbeats
+        status, _, got = _call(f"{v1['base_uri']}/topics/hb?max_bytes=1", accept=BINARY_V1)
+        assert (status, got) == (200, []), got
+    deadline = time.monotonic() + 30
+    while True:  # the first read subscribed the instance; its assignment may take a moment
+        status, _, got = _call(f"{v1['base_uri']}/topics/hb?max_bytes=21", accept=BINARY_V1)
+        assert status == 200, got
+        if got:
+            break
+        assert time.monotonic() < deadline, "no record within 30 s"
+    assert [r["offset"] for r in got] == [0, 1], got  # 20 bytes; a third would reach 21
+    got = _read_until(f"{v1['base_uri']}/topics/hb", 1, BINARY_V1)
+    assert [r["offset"] for r in got] == [2]
+    _call(v1["base_uri"], "DELETE")
+
+    v2_type = "application/vnd.kafka.v2+json"
+    binary_v2 = "application/vnd.kafka.binary.v2+json"
+    join = {"format": "binary", "auto.offset.reset": "earliest"}
+    status, _, v2 = _call(f"{broker.url}/consumers/hb2", "POST", join, content_type=v2_type)
+    assert status == 200, v2
+    status, _, _ = _call(
+        f"{v2['base_uri']}/subscription", "POST", {"topics": ["hb"]}, content_type=v2_type
+    )
+    assert status == 204
+    deadline = time.monotonic() + 30
+    while True:  # until the subscription is assigned: then max_bytes alone keeps records back
+        status, _, got = _call(
+            f"{v2['base_uri']}/records?max_bytes=20&timeout=500", accept=binary_v2
+        )
+        assert status == 200 and len(got) <= 1, got
+        if got:
+            break
+        assert time.monotonic() < deadline, "no record within 30 s"
+    assert [r["offset"] for r in got] == [0]  # 10 bytes; a second would reach 20
+    status, _, got = _call(f"{v2['base_uri']}/records?max_bytes=1", accept=binary_v2)
+    assert (status, got) == (200, []), got
+    status, _, got = _call(f"{v2['base_uri']}/records?max_bytes=1000", accept=binary_v2)
+    assert status == 200 and [r["offset"] for r in got] == [1, 2], got
+    _call(v2["base_uri"], "DELETE", content_type=v2_type)
+
+
 def test_v1_consumer_errors(broker: BrokerProcess) -> None:
     create_topic(broker.url, "v1x", partitions=1)
     status, _, instance = _call(f"{broker.url}/consumers/v1x", "POST", {"format": "json"})
