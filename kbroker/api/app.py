@@ -47,12 +47,34 @@ async def broker_middleware(request: web.Request, handler: Handler) -> web.Strea
     that clients stop reusing connections before it closes them (a request sent on a connection
     at the moment the server closes it fails ambiguously)."""
     request = original_host(request)
+    if request.match_info.http_exception is not None:
+        request, handler = await _without_trailing_slash(request, handler)
     started = time.perf_counter()
     response = await answer_or_error(request, handler)
     request.app[REQUEST_METRICS].observe(request, response.status, time.perf_counter() - started)
     if request.app[SERVICES].draining:
         response.force_close()
     return response
+
+
+async def _without_trailing_slash(
+    request: web.Request, handler: Handler
+) -> tuple[web.Request, Handler]:
+    """A request whose path matched no route but matches one without its trailing slash(es)
+    is served by that route, as JAX-RS (Confluent's proxy) serves ``/topics/`` as ``/topics``.
+    Answered in place, not redirected: clients do not follow redirects of a POST. A path that
+    matches only with another method gets that route's 405; otherwise the request and handler
+    are returned unchanged."""
+    path, mark, query = request.raw_path.partition("?")
+    if len(path) <= 1 or not path.endswith("/"):
+        return request, handler
+    alternative = request.clone(rel_url=(path.rstrip("/") or "/") + mark + query)
+    match = await request.app.router.resolve(alternative)
+    if match.http_exception is not None and match.http_exception.status != 405:
+        return request, handler
+    match.add_app(request.app)
+    alternative._match_info = match  # as aiohttp's own normalize_path_middleware does
+    return alternative, match.handler
 
 
 def build_app(

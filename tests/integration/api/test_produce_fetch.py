@@ -260,3 +260,44 @@ def test_data_files_are_where_the_docs_say(broker: BrokerProcess) -> None:
     assert "00000000000000000000.log" in names
     assert "00000000000000000000.index" in names
     assert "00000000000000000000.timeindex" in names
+
+
+def test_a_trailing_slash_is_served_as_without_it(broker: BrokerProcess) -> None:
+    """JAX-RS (Confluent's proxy) matches ``/topics/`` as ``/topics``, and clients written
+    against it send such paths (pymapr-kafkarest's seek: ``POST .../positions/``)."""
+    create_topic(broker.url, "slash")
+    json_v2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}
+    v2 = {"Content-Type": "application/vnd.kafka.v2+json"}
+    body = orjson.dumps({"records": [{"value": n} for n in range(3)]})
+    status, _, payload = request(
+        f"{broker.url}/topics/slash/", method="POST", body=body, headers=json_v2
+    )
+    assert status == 200, payload
+    status, _, payload = request(f"{broker.url}/topics/")
+    assert status == 200 and "slash" in orjson.loads(payload), payload
+    status, _, payload = request(f"{broker.url}/v3/clusters//")
+    assert status == 200 and orjson.loads(payload)["kind"] == "KafkaClusterList", payload
+    # The query string is kept.
+    status, _, payload = request(f"{broker.url}/topics/slash/partitions/0/records/?offset=1")
+    assert status == 200 and [r["value"] for r in orjson.loads(payload)] == [1, 2], payload
+    join = orjson.dumps({"name": "s1", "format": "json", "auto.offset.reset": "earliest"})
+    status, _, payload = request(
+        f"{broker.url}/consumers/slashers/", method="POST", body=join, headers=v2
+    )
+    assert status == 200, payload
+    base = orjson.loads(payload)["base_uri"]
+    assign = orjson.dumps({"partitions": [{"topic": "slash", "partition": 0}]})
+    status, _, payload = request(f"{base}/assignments/", method="POST", body=assign, headers=v2)
+    assert status == 204, payload
+    seek = orjson.dumps({"offsets": [{"topic": "slash", "partition": 0, "offset": 2}]})
+    status, _, payload = request(f"{base}/positions/", method="POST", body=seek, headers=v2)
+    assert status == 204, payload
+    status, _, payload = request(f"{base}/records/", headers={"Accept": "application/json"})
+    assert status == 200 and [r["value"] for r in orjson.loads(payload)] == [2], payload
+    status, _, _ = request(f"{base}/", method="DELETE", headers=v2)
+    assert status == 204
+    # What has no route without the slash either is still 404; another method's route is 405.
+    status, _, payload = request(f"{broker.url}/nothing/here/")
+    assert status == 404 and orjson.loads(payload)["error_code"] == 404, payload
+    status, headers, payload = request(f"{broker.url}/topics/", method="DELETE")
+    assert status == 405 and "GET" in headers["Allow"], (headers, payload)
