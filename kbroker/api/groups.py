@@ -568,11 +568,41 @@ async def _group_consumers(v: _V3Group) -> dict[str, Any]:
             "consumer_id": m["member_id"],
             "instance_id": m["group_instance_id"],
             "client_id": m["client_id"],
-            "assignments": m["assignment"],
+            "assignments": {"related": f"{v.url}/consumers/{m['member_id']}/assignments"},
         }
         for m in members
     ]
     return v.collection("KafkaConsumerList", "/consumers", data)
+
+
+def _consumer_assignments(v: _V3Group, consumer: str) -> dict[str, Any]:
+    """One member's partitions, sorted by topic and partition (Confluent's
+    ``KafkaConsumerAssignmentList``); 404 for a member the group does not have."""
+    members = describe_group(v.group, v.group.group_id)["members"]
+    member = next((m for m in members if m["member_id"] == consumer), None)
+    if member is None:
+        raise BrokerError(
+            f"Consumer {consumer} of {v.group.group_id} not found", ErrorCode.NOT_FOUND
+        )
+    cluster_url = v.url.rsplit("/consumer-groups/", 1)[0]
+    path = f"/consumers/{consumer}/assignments"
+    data = [
+        v.resource(
+            "KafkaConsumerAssignment",
+            f"{path}/{a['topic']}/partitions/{a['partition']}",
+            f"/consumer={consumer}/assignment={a['topic']}/partition={a['partition']}",
+        )
+        | {
+            "consumer_id": consumer,
+            "topic_name": a["topic"],
+            "partition_id": a["partition"],
+            "partition": {
+                "related": f"{cluster_url}/topics/{a['topic']}/partitions/{a['partition']}"
+            },
+        }
+        for a in sorted(member["assignment"], key=lambda a: (a["topic"], a["partition"]))
+    ]
+    return v.collection("KafkaConsumerAssignmentList", path, data)
 
 
 async def _group_lags(v: _V3Group) -> dict[str, Any]:
@@ -636,6 +666,27 @@ async def v3_consumer(request: web.Request) -> web.StreamResponse:
     return await _v3_group_resource(request, build)
 
 
+async def v3_consumer_assignments(request: web.Request) -> web.StreamResponse:
+    consumer = request.match_info["consumer"]
+
+    async def build(v: _V3Group) -> dict[str, Any]:
+        return _consumer_assignments(v, consumer)
+
+    return await _v3_group_resource(request, build)
+
+
+async def v3_consumer_assignment(request: web.Request) -> web.StreamResponse:
+    consumer, topic = request.match_info["consumer"], request.match_info["topic"]
+    partition = request.match_info["partition"]
+
+    async def build(v: _V3Group) -> dict[str, Any]:
+        found = _consumer_assignments(v, consumer)
+        what = f"Assignment of {topic}-{partition} to {consumer}"
+        return _one(found, f"/assignments/{topic}/partitions/{partition}", what)
+
+    return await _v3_group_resource(request, build)
+
+
 async def v3_partition_lag(request: web.Request) -> web.StreamResponse:
     topic, partition = request.match_info["topic"], request.match_info["partition"]
 
@@ -665,6 +716,11 @@ def routes() -> list[web.RouteDef]:
         web.get(c + "/{group}", v3_group),
         web.get(c + "/{group}/consumers", v3_consumers),
         web.get(c + "/{group}/consumers/{consumer}", v3_consumer),
+        web.get(c + "/{group}/consumers/{consumer}/assignments", v3_consumer_assignments),
+        web.get(
+            c + "/{group}/consumers/{consumer}/assignments/{topic}/partitions/{partition}",
+            v3_consumer_assignment,
+        ),
         web.get(c + "/{group}/lags", v3_lags),
         web.get(c + "/{group}/lags/{topic}/partitions/{partition}", v3_partition_lag),
         web.get(c + "/{group}/lag-summary", v3_lag_summary),

@@ -800,6 +800,7 @@ _GROUP: Final = _path_param(
     "group", {"type": "string", "minLength": 1, "maxLength": 255}, "Consumer group id."
 )
 _MEMBER: Final = _path_param("member", {"type": "string"}, "Member id (from the join).")
+_CONSUMER: Final = _path_param("consumer", {"type": "string"}, "Member id.")
 _INSTANCE: Final = _path_param(
     "instance",
     {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,255}$"},
@@ -1062,7 +1063,25 @@ def _v3_group_paths() -> dict[str, Any]:
         c + "/{group}/consumers/{consumer}": {
             "get": _op(
                 "One member",
-                [_CLUSTER, _GROUP, _path_param("consumer", {"type": "string"}, "Member id.")],
+                [_CLUSTER, _GROUP, _CONSUMER],
+                one,
+                (*errors, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
+        },
+        c + "/{group}/consumers/{consumer}/assignments": {
+            "get": _op(
+                "One member's partitions",
+                [_CLUSTER, _GROUP, _CONSUMER],
+                lst,
+                (*errors, ErrorCode.NOT_FOUND),
+                tag="v3",
+            )
+        },
+        c + "/{group}/consumers/{consumer}/assignments/{topic}/partitions/{partition}": {
+            "get": _op(
+                "One partition of a member's",
+                [_CLUSTER, _GROUP, _CONSUMER, _TOPIC, _PARTITION],
                 one,
                 (*errors, ErrorCode.NOT_FOUND),
                 tag="v3",

@@ -224,9 +224,33 @@ def test_every_v3_link_answers(cluster: LocalCluster) -> None:
         "/acls",
         "/topics/-/partitions/-/reassignment",
         "/consumer-groups/linkers/consumers/",
+        "/assignments/linked/partitions/1",
         "/consumer-groups/linkers/lags/linked/partitions/0",
     ):
         assert resource in followed, resource
+    # A consumer links to its assignments (Confluent's shape), which list its partitions.
+    groups = f"{url}/v3/clusters/{cid}/consumer-groups/linkers"
+    _, consumers = http_json(f"{groups}/consumers")
+    (member,) = consumers["data"]
+    member_url = f"{groups}/consumers/{member['consumer_id']}"
+    assert member["assignments"] == {"related": f"{member_url}/assignments"}
+    _, assigned = http_json(member["assignments"]["related"])
+    assert assigned["kind"] == "KafkaConsumerAssignmentList"
+    assert [(a["topic_name"], a["partition_id"]) for a in assigned["data"]] == [
+        ("linked", 0),
+        ("linked", 1),
+    ]
+    one = assigned["data"][1]
+    assert one["partition"]["related"].endswith(f"/v3/clusters/{cid}/topics/linked/partitions/1")
+    assert (one["consumer_group_id"], one["consumer_id"]) == ("linkers", member["consumer_id"])
+    status, again = http_json(one["metadata"]["self"])
+    assert status == 200 and again == one
+    for missing_url in (
+        f"{member_url}/assignments/linked/partitions/7",
+        f"{groups}/consumers/x/assignments",
+    ):
+        status, doc = http_json(missing_url)
+        assert (status, doc["error_code"]) == (404, 404), (missing_url, doc)
     # Broker 2's settings come from broker 2 (forwarded), with a link to each.
     _, configs = http_json(f"{url}/v3/clusters/{cid}/brokers/2/configs")
     by_name = {c["name"]: c for c in configs["data"]}
