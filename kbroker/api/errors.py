@@ -59,6 +59,11 @@ def _from_http_exception(exc: web.HTTPException) -> BrokerError:
     message = exc.reason
     if exc.status == 404:
         message = "HTTP 404 Not Found"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = (
+            f"HTTP 405 Method Not Allowed: {exc.method} is not served here (allowed: {allowed})"
+        )
     elif exc.status == 413:
         message = f"Request body too large: {exc.text or exc.reason}"
     if code is None:

@@ -301,3 +301,6 @@ def test_a_trailing_slash_is_served_as_without_it(broker: BrokerProcess) -> None
     assert status == 404 and orjson.loads(payload)["error_code"] == 404, payload
     status, headers, payload = request(f"{broker.url}/topics/", method="DELETE")
     assert status == 405 and "GET" in headers["Allow"], (headers, payload)
+    doc = orjson.loads(payload)
+    assert doc["error_code"] == 405 and "DELETE is not served here" in doc["message"], doc
+    assert "GET" in doc["message"].rsplit("allowed:", 1)[1], doc
