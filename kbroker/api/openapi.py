@@ -1050,64 +1050,32 @@ def _v3_group_paths() -> dict[str, Any]:
     lst = _ok("Collection", _ref("V3List"))
     one = _ok("Resource", _ref("V3Resource"))
     errors = (ErrorCode.UNKNOWN_CLUSTER, ErrorCode.UNKNOWN_GROUP, *_COORD)
+    missing = (*errors, ErrorCode.NOT_FOUND)  # the group exists; the member or partition not
+
+    def get(
+        summary: str, params: list[dict[str, Any]], answer: dict[str, Any], errs: Any = errors
+    ) -> dict[str, Any]:
+        return {"get": _op(summary, params, answer, errs, tag="v3")}
+
+    member = [_CLUSTER, _GROUP, _CONSUMER]
     return {
-        c: {
-            "get": _op(
-                "Consumer groups", [_CLUSTER], lst, (ErrorCode.UNKNOWN_CLUSTER, *_ALWAYS), tag="v3"
-            )
-        },
-        c + "/{group}": {"get": _op("Consumer group", [_CLUSTER, _GROUP], one, errors, tag="v3")},
-        c + "/{group}/consumers": {
-            "get": _op("Members", [_CLUSTER, _GROUP], lst, errors, tag="v3")
-        },
-        c + "/{group}/consumers/{consumer}": {
-            "get": _op(
-                "One member",
-                [_CLUSTER, _GROUP, _CONSUMER],
-                one,
-                (*errors, ErrorCode.NOT_FOUND),
-                tag="v3",
-            )
-        },
-        c + "/{group}/consumers/{consumer}/assignments": {
-            "get": _op(
-                "One member's partitions",
-                [_CLUSTER, _GROUP, _CONSUMER],
-                lst,
-                (*errors, ErrorCode.NOT_FOUND),
-                tag="v3",
-            )
-        },
-        c + "/{group}/consumers/{consumer}/assignments/{topic}/partitions/{partition}": {
-            "get": _op(
-                "One partition of a member's",
-                [_CLUSTER, _GROUP, _CONSUMER, _TOPIC, _PARTITION],
-                one,
-                (*errors, ErrorCode.NOT_FOUND),
-                tag="v3",
-            )
-        },
-        c + "/{group}/lags/{topic}/partitions/{partition}": {
-            "get": _op(
-                "Lag on one partition",
-                [_CLUSTER, _GROUP, _TOPIC, _PARTITION],
-                one,
-                (*errors, ErrorCode.NOT_FOUND),
-                tag="v3",
-            )
-        },
-        c + "/{group}/lags": {
-            "get": _op(
-                "Lag per partition: high watermark - committed offset",
-                [_CLUSTER, _GROUP],
-                lst,
-                errors,
-                tag="v3",
-            )
-        },
-        c + "/{group}/lag-summary": {
-            "get": _op("Largest and total lag", [_CLUSTER, _GROUP], one, errors, tag="v3")
-        },
+        c: get("Consumer groups", [_CLUSTER], lst, (ErrorCode.UNKNOWN_CLUSTER, *_ALWAYS)),
+        c + "/{group}": get("Consumer group", [_CLUSTER, _GROUP], one),
+        c + "/{group}/consumers": get("Members", [_CLUSTER, _GROUP], lst),
+        c + "/{group}/consumers/{consumer}": get("One member", member, one, missing),
+        c + "/{group}/consumers/{consumer}/assignments": get(
+            "One member's partitions", member, lst, missing
+        ),
+        c + "/{group}/consumers/{consumer}/assignments/{topic}/partitions/{partition}": get(
+            "One partition of a member's", [*member, _TOPIC, _PARTITION], one, missing
+        ),
+        c + "/{group}/lags/{topic}/partitions/{partition}": get(
+            "Lag on one partition", [_CLUSTER, _GROUP, _TOPIC, _PARTITION], one, missing
+        ),
+        c + "/{group}/lags": get(
+            "Lag per partition: high watermark - committed offset", [_CLUSTER, _GROUP], lst
+        ),
+        c + "/{group}/lag-summary": get("Largest and total lag", [_CLUSTER, _GROUP], one),
     }
 
 
