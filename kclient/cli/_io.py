@@ -204,6 +204,7 @@ def consume(args: argparse.Namespace) -> int:
 
 def _start(consumer: Consumer, args: argparse.Namespace, beginning: bool) -> None:
     if args.group:
+        consumer.partitions_for(args.topic)  # an unknown topic fails here, as without --group
         consumer.subscribe([args.topic])
         return
     partitions = args.partition or consumer.partitions_for(args.topic)
@@ -224,9 +225,11 @@ def _drain(consumer: Consumer, args: argparse.Namespace, render: Any) -> int:
     ends: dict[TopicPartition, int] | None = None
     last_progress = time.monotonic()
     while True:
-        records = consumer.poll(timeout=0.5)
-        if args.max is not None:
-            records = records[: args.max - count]
+        # Never take more than --max: the consumer's position (what a group commits) moves
+        # past every record poll returns, printed or not.
+        records = consumer.poll(
+            timeout=0.5, max_records=None if args.max is None else args.max - count
+        )
         if records:
             last_progress = time.monotonic()
             if render is None:

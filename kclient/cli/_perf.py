@@ -173,7 +173,8 @@ def consume(args: argparse.Namespace) -> int:
         idle_since = time.monotonic()
         while count < args.num_records:
             began = time.perf_counter()
-            records = consumer.poll(timeout=1.0)
+            left = min(args.max_poll_records, args.num_records - count)
+            records = consumer.poll(timeout=1.0, max_records=left)
             polls.append((time.perf_counter() - began) * 1000)
             if not records:
                 if time.monotonic() - idle_since > min(10.0, args.timeout):

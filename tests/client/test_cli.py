@@ -203,6 +203,27 @@ def test_consume_follow_and_group(url: str, topic: str, group: str) -> None:
     assert "LAG" in ok(url, "groups", "describe", group)
 
 
+def test_consume_max_with_a_group_commits_only_what_it_printed(
+    url: str, topic: str, group: str
+) -> None:
+    values = [f"m{i}" for i in range(9)]
+    with Producer(url) as producer:
+        for i, value in enumerate(values):
+            producer.send(topic, value.encode(), partition=i % 3)
+    first = ok(url, "consume", topic, "--group", group, "--max", "2").splitlines()
+    assert len(first) == 2
+    described = as_json(url, "groups", "describe", group)
+    assert described["total_lag"] == len(values) - 2, described
+    rest = ok(url, "consume", topic, "--group", group).splitlines()
+    assert sorted(first + rest) == sorted(values)  # nothing skipped, nothing twice
+
+
+def test_consume_an_unknown_topic_fails_with_or_without_a_group(url: str, group: str) -> None:
+    for extra in ([], ["--group", group]):
+        done = kbctl(url, "consume", unique("missing"), "--idle-timeout", "3", *extra)
+        assert done.returncode == 1 and "40401" in done.stderr, (extra, done.stderr)
+
+
 def test_groups_reset_offsets(url: str, topic: str, group: str) -> None:
     with Producer(url) as producer:
         for i in range(4):
@@ -261,6 +282,8 @@ def test_perf_commands(url: str, group_arg: list[str]) -> None:
     assert produced["seconds"] >= 5000 / 20000 * 0.9  # the throughput cap held
     consumed = as_json(url, "perf", "consume", name, "-n", "5000", *group_arg)
     assert consumed["records"] == 5000 and consumed["bytes"] >= 5000 * 100
+    part = as_json(url, "perf", "consume", name, "-n", "700", "--max-poll-records", "500")
+    assert part["records"] == 700, part  # exactly, not whole polls
     text = ok(url, "perf", "produce", name, "-n", "1000")
     assert "records/s" in text and "p99.9" in text
     if not group_arg:
