@@ -184,7 +184,10 @@ def consume(args: argparse.Namespace) -> int:
         args.bootstrap,
         group_id=args.group,
         client_id="kbctl",
-        auto_offset_reset="earliest" if start_at_beginning else "latest",
+        # An --offset out of the log's range is an error, not a silent jump to either end.
+        auto_offset_reset=(
+            "none" if args.offset is not None else "earliest" if start_at_beginning else "latest"
+        ),
         enable_auto_commit=bool(args.group),
         request_timeout_ms=args.timeout * 1000,
         max_poll_records=2000,

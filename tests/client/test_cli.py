@@ -218,6 +218,16 @@ def test_consume_max_with_a_group_commits_only_what_it_printed(
     assert sorted(first + rest) == sorted(values)  # nothing skipped, nothing twice
 
 
+def test_consume_from_an_offset_past_the_end_fails(url: str, topic: str) -> None:
+    with Producer(url) as producer:
+        for _ in range(3):
+            producer.send(topic, b"x", partition=0)
+    assert ok(url, "consume", topic, "-p", "0", "--offset", "3") == ""  # the end: nothing yet
+    done = kbctl(url, "consume", topic, "-p", "0", "--offset", "99")
+    assert done.returncode == 1 and "out of range" in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
 def test_consume_an_unknown_topic_fails_with_or_without_a_group(url: str, group: str) -> None:
     for extra in ([], ["--group", group]):
         done = kbctl(url, "consume", unique("missing"), "--idle-timeout", "3", *extra)
