@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Final
@@ -230,13 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run kbctl; returns the exit code (the console script exits with it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.bootstrap = getattr(args, "bootstrap", None) or os.environ.get("KBROKER_URL", "")
     args.output = getattr(args, "output", None) or "table"
-    args.timeout = getattr(args, "timeout", None) or 30.0
+    args.timeout = getattr(args, "timeout", 30.0)
+    if args.timeout <= 0:
+        parser.print_usage(sys.stderr)
+        print("kbctl: error: --timeout must be > 0 seconds", file=sys.stderr)
+        return EXIT_USAGE
     if not args.bootstrap.strip():
         parser.print_usage(sys.stderr)
         print("kbctl: error: no brokers: pass --bootstrap URLS or set KBROKER_URL", file=sys.stderr)
@@ -247,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kclient.tuning import tune_gc  # noqa: PLC0415
 
     tune_gc()  # perf consume: 1.5x records/s (kclient/tuning.py)
+    # SIGTERM (a service manager, `kill`) stops a command as Ctrl-C does, so that a consumer
+    # still commits what it printed and leaves its group instead of lingering in it until its
+    # session times out.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     try:
         code: int = getattr(module, function)(args)

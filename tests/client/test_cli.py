@@ -44,6 +44,9 @@ def test_usage_errors_and_unreachable_brokers(url: str) -> None:
     started = time.monotonic()
     assert kbctl(None, "--help").returncode == 0
     assert time.monotonic() - started < 5
+    for seconds in ("-1", "0"):
+        refused = kbctl(url, "--timeout", seconds, "topics", "list")
+        assert refused.returncode == 2 and "--timeout must be > 0" in refused.stderr, refused
     assert "no brokers" in kbctl(None, "topics", "list").stderr
     assert kbctl(None, "topics", "list").returncode == 2
     assert kbctl(url, "topics", "frobnicate").returncode == 2
@@ -216,6 +219,28 @@ def test_consume_max_with_a_group_commits_only_what_it_printed(
     assert described["total_lag"] == len(values) - 2, described
     rest = ok(url, "consume", topic, "--group", group).splitlines()
     assert sorted(first + rest) == sorted(values)  # nothing skipped, nothing twice
+
+
+def test_sigterm_stops_a_group_consumer_as_ctrl_c_does(url: str, topic: str, group: str) -> None:
+    """It commits what it printed and leaves the group at once (not after its session)."""
+    with Producer(url) as producer:
+        producer.send(topic, b"first", partition=0).result(10)
+    environ = {k: v for k, v in os.environ.items() if k != "KBROKER_URL"}
+    with subprocess.Popen(
+        [KBCTL, "-b", url, "consume", topic, "--group", group, "--follow", "--from-beginning"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environ,
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            assert follower.stdout.readline() == "first\n"
+            follower.terminate()
+            assert follower.wait(timeout=30) == 0
+        finally:
+            follower.kill()
+    described = as_json(url, "groups", "describe", group)
+    assert described["state"] == "Empty" and described["total_lag"] == 0, described
 
 
 def test_consume_from_an_offset_past_the_end_fails(url: str, topic: str) -> None:
