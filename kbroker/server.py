@@ -21,6 +21,7 @@ import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import aiohttp
 import orjson
@@ -64,6 +65,10 @@ from kbroker.replication.partition import Partition
 __all__ = ["Broker"]
 
 log = logging.getLogger(__name__)
+
+#: Replicas new to this broker that one metadata update, or one step of the new-replica loop,
+#: sets up at once (each creates and fsyncs its log files: ~1 ms here).
+NEW_REPLICAS_PER_STEP: Final = 32
 
 
 class ZkIsrWriter:
@@ -135,6 +140,10 @@ class Broker:
         self._unapplied: set[TopicPartition] = set()
         """Partitions whose local replica could not be set up (a full or failing disk);
         retried by the reapply loop and on every metadata update."""
+        self._new_pending: dict[TopicPartition, None] = {}
+        """Partitions new to this broker beyond the first NEW_REPLICAS_PER_STEP of an update,
+        in order: set up by the new-replica loop a step at a time (see _on_metadata)."""
+        self._new_pending_event = asyncio.Event()
         self.draining = False
         """Set when stopping: answers carry ``Connection: close`` (api.app.broker_middleware)."""
         self.ready = asyncio.Event()
@@ -209,13 +218,40 @@ class Broker:
     # ---------------------------------------------------------------------- metadata
 
     def _on_metadata(self, snapshot: ClusterMetadata, delta: MetadataDelta) -> None:
+        """Apply a metadata update to the local replicas (on the event loop, synchronously).
+
+        Setting up a replica new to this broker creates and fsyncs its log files (~1 ms each
+        here), so a topic of thousands of partitions would hold the event loop for seconds,
+        long enough for the liveness tick to fence the broker. Beyond the first
+        NEW_REPLICAS_PER_STEP of an update, new replicas are therefore set up by the
+        new-replica loop, a step at a time between other work. That is safe because a replica
+        this broker does not have yet cannot act on stale state: until it exists, requests for
+        it get the retriable NOT_LEADER. Replicas that exist (leadership and ISR changes) are
+        always applied here at once, and the first snapshot and the re-read after a new
+        ZooKeeper session apply everything before the broker serves or unfences.
+        """
         self._metadata = snapshot
         for name in delta.removed_topics:
             self._topic_configs.pop(name, None)
             for replica in [p for p in self.replicas.partitions() if p.topic == name]:
                 self.replicas.remove(name, replica.partition, delete=True)
-        for tp in [*delta.partitions, *(self._unapplied - delta.partitions)]:
+        todo = [*delta.partitions, *(self._unapplied - delta.partitions)]
+        if self._first_snapshot or self._resync_pending:
+            todo += [tp for tp in self._new_pending if tp not in delta.partitions]
+            self._new_pending.clear()
+            defer = False
+        else:
+            defer = True
+        new = 0
+        for tp in todo:
+            if defer and self.replicas.get(*tp) is None:
+                new += 1
+                if new > NEW_REPLICAS_PER_STEP or tp in self._new_pending:
+                    self._new_pending[tp] = None
+                    continue
             self._apply_partition(snapshot, tp)
+        if self._new_pending:
+            self._new_pending_event.set()
         if self._first_snapshot:
             self._first_snapshot = False
             self._delete_orphan_logs(snapshot)
@@ -241,6 +277,19 @@ class Broker:
             self._unapplied.add(tp)
         else:
             self._unapplied.discard(tp)
+
+    async def _new_replica_loop(self) -> None:
+        """Set up the replicas _on_metadata deferred, NEW_REPLICAS_PER_STEP at a time, each
+        from the latest metadata, letting the event loop run between steps."""
+        while True:
+            await self._new_pending_event.wait()
+            self._new_pending_event.clear()
+            while self._new_pending:
+                step = list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
+                for tp in step:
+                    del self._new_pending[tp]
+                    self._apply_partition(self._metadata, tp)
+                await asyncio.sleep(0)
 
     async def _reapply_loop(self, interval_s: float = 2.0) -> None:
         """Retry the partitions a refusing disk left unapplied."""
@@ -412,6 +461,7 @@ class Broker:
             ),
             tasks.create_task(self._logs.flush_loop(self._flusher, 1000), name="flush"),
             tasks.create_task(self._reapply_loop(), name="reapply"),
+            tasks.create_task(self._new_replica_loop(), name="new-replicas"),
         ]
 
     async def _start_http(self) -> None:
