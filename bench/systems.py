@@ -154,7 +154,11 @@ class KBroker:
             if status != 200:
                 return False
             parts = sorted(body, key=lambda p: p["partition"])
-            if any(p["leader"] is None or len(p["isr"]) < isr for p in parts):
+            # A null high watermark: the leader has not set its replica up yet (or is slow).
+            if any(
+                p["leader"] is None or len(p["isr"]) < isr or p["high_watermark"] is None
+                for p in parts
+            ):
                 return False
             found[:] = [self.urls[int(p["leader"])] for p in parts]
             return True

@@ -200,6 +200,15 @@ class Broker:
         pool = pool or list(range(len(topic.partitions)))
         return pool[next(self._sticky) % len(pool)]
 
+    async def wait_local_replicas(self, topic: str, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(tp[0] == topic for tp in self._new_pending):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def wait_for_metadata(
         self, predicate: Callable[[ClusterMetadata], bool], timeout: float
     ) -> bool:
