@@ -251,6 +251,16 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
         doc="Partitions of a topic created without a count.",
     ),
     Setting(
+        name="max.partitions.per.topic",
+        type=int,
+        default=10_000,
+        check=between(1, 10_000),
+        doc="Most partitions a topic may have, at creation or after an increase (422 beyond). "
+        "A topic of thousands of partitions takes seconds to be fully led (about 1 ms per "
+        "replica set up and per leader elected here); until then its partitions answer the "
+        "retriable 50303.",
+    ),
+    Setting(
         name="default.replication.factor",
         type=int,
         default=1,
@@ -603,6 +613,7 @@ class BrokerConfig:
     zookeeper_session_timeout_ms: int
     zookeeper_connection_timeout_ms: int
     num_partitions: int
+    max_partitions_per_topic: int
     default_replication_factor: int
     auto_create_topics_enable: bool
     min_insync_replicas: int

@@ -155,7 +155,7 @@ def _op(
     return op
 
 
-def _schemas() -> dict[str, Schema]:
+def _schemas(config: BrokerConfig) -> dict[str, Schema]:
     integer = {"type": "integer"}
     nullable_int = {"type": "integer", "nullable": True}
     header = {
@@ -300,7 +300,11 @@ def _schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {
                 "topic_name": {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"},
-                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                "partitions_count": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": config.max_partitions_per_topic,
+                },
                 "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
             },
         },
@@ -310,7 +314,11 @@ def _schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {
                 "topic_name": {"type": "string", "pattern": f"^{TOPIC_NAME.pattern}$"},
-                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000},
+                "partitions_count": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": config.max_partitions_per_topic,
+                },
                 "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
                 "replicas_assignments": {
                     "type": "array",
@@ -355,7 +363,11 @@ def _schemas() -> dict[str, Schema]:
         "PatchTopic": {
             "type": "object",
             "properties": {
-                "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10_000}
+                "partitions_count": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": config.max_partitions_per_topic,
+                }
             },
         },
     }
@@ -1097,7 +1109,7 @@ def build_spec(config: BrokerConfig) -> dict[str, Any]:
             **_consumer_paths(),
             **_v3_group_paths(),
         },
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(config)},
     }
 
 

@@ -33,9 +33,8 @@ from kbroker.coordination.znodes import (
 from kbroker.errors import BrokerError, ErrorCode
 from kclient.protocol import MAX_TOPIC_NAME_LENGTH
 
-__all__ = ["MAX_PARTITIONS", "TopicAdmin", "check_topic_name"]
+__all__ = ["TopicAdmin", "check_topic_name"]
 
-MAX_PARTITIONS: Final = 10_000
 _LEGAL: Final = re.compile(r"[a-zA-Z0-9._-]+")
 RESERVED_TOPICS: Final = frozenset({"__consumer_offsets"})
 #: How long an admin call waits for the cluster to show its effect.
@@ -164,11 +163,14 @@ class TopicAdmin:
                     "replicas_assignments excludes partitions_count and replication_factor",
                     ErrorCode.INVALID_REPLICATION_FACTOR,
                 )
-            return _check_assignment(assignment, set(metadata.brokers))
+            return _check_assignment(
+                assignment, set(metadata.brokers), self._config.max_partitions_per_topic
+            )
         count = partitions if partitions is not None else self._config.num_partitions
-        if not 1 <= count <= MAX_PARTITIONS:
+        most = self._config.max_partitions_per_topic
+        if not 1 <= count <= most:
             raise BrokerError(
-                f"partitions_count must be between 1 and {MAX_PARTITIONS}",
+                f"partitions_count must be between 1 and {most} (max.partitions.per.topic)",
                 ErrorCode.INVALID_PARTITIONS,
             )
         factor = (
@@ -236,9 +238,11 @@ class TopicAdmin:
                 f"(asked for {count})",
                 ErrorCode.INVALID_PARTITIONS,
             )
-        if count > MAX_PARTITIONS:
+        most = self._config.max_partitions_per_topic
+        if count > most:
             raise BrokerError(
-                f"partitions_count must be at most {MAX_PARTITIONS}", ErrorCode.INVALID_PARTITIONS
+                f"partitions_count must be at most {most} (max.partitions.per.topic)",
+                ErrorCode.INVALID_PARTITIONS,
             )
         data, stat = await self._zk.get(TopicZNode.path(name))
         existing = TopicZNode.decode(data)
@@ -261,13 +265,17 @@ class TopicAdmin:
         await self._wait_for(lambda m: _has_leaders(m, name, count), _CREATE_WAIT_S)
 
 
-def _check_assignment(assignment: dict[int, list[int]], live: set[int]) -> dict[int, list[int]]:
+def _check_assignment(
+    assignment: dict[int, list[int]], live: set[int], most: int
+) -> dict[int, list[int]]:
     if sorted(assignment) != list(range(len(assignment))):
         raise BrokerError(
             "replicas_assignments must name partitions 0..n-1", ErrorCode.INVALID_PARTITIONS
         )
-    if len(assignment) > MAX_PARTITIONS:
-        raise BrokerError(f"At most {MAX_PARTITIONS} partitions", ErrorCode.INVALID_PARTITIONS)
+    if len(assignment) > most:
+        raise BrokerError(
+            f"At most {most} partitions (max.partitions.per.topic)", ErrorCode.INVALID_PARTITIONS
+        )
     sizes = {len(r) for r in assignment.values()}
     if len(sizes) != 1 or 0 in sizes:
         raise BrokerError(
