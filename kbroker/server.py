@@ -124,7 +124,7 @@ class Broker:
             zk=self.zk,
             config=config,
             metadata=lambda: self._metadata,
-            wait_for=self.wait_for_metadata,
+            wait_for=self._wait_applied,
         )
         self.controller = Controller(
             zk=self.zk, config=config, metadata=lambda: self._metadata, clock=self.clock
@@ -200,10 +200,18 @@ class Broker:
         pool = pool or list(range(len(topic.partitions)))
         return pool[next(self._sticky) % len(pool)]
 
-    async def wait_local_replicas(self, topic: str, timeout: float) -> bool:
+    async def _wait_applied(
+        self, predicate: Callable[[ClusterMetadata], bool], timeout: float
+    ) -> bool:
+        """What topic administration waits for (within ``timeout``): the metadata satisfies
+        ``predicate`` *and* this broker has set up every new replica it deferred
+        (_on_metadata), so that a topic created or grown here takes records once the admin
+        call answers."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while any(tp[0] == topic for tp in self._new_pending):
+        if not await self.wait_for_metadata(predicate, timeout):
+            return False
+        while self._new_pending:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)

@@ -114,12 +114,6 @@ class Services(Protocol):
         """Wait (bounded) until the metadata satisfies ``predicate``; whether it did."""
         ...
 
-    async def wait_local_replicas(self, topic: str, timeout: float) -> bool:
-        """Wait (bounded) until this broker has set up every replica of ``topic`` that the
-        metadata gives it (new replicas of a large topic are set up a step at a time);
-        whether it has."""
-        ...
-
     async def next_producer_id(self) -> int:
         """A cluster-unique producer id for an idempotent producer."""
         ...

@@ -299,11 +299,6 @@ def _assignment_field(doc: dict[str, Any]) -> dict[int, list[int]] | None:
     return assignment
 
 
-#: How long a topic creation waits for this broker's new replicas of it (a step at a time:
-#: ~1 ms each); past that it answers anyway and later requests get the retriable NOT_LEADER.
-_LOCAL_REPLICAS_WAIT_S: Final = 30.0
-
-
 async def create_topic_from_body(
     request: web.Request, fields: frozenset[str] = _TOPIC_CREATE_FIELDS
 ) -> tuple[str, bool]:
@@ -333,8 +328,6 @@ async def create_topic_from_body(
         assignment=_assignment_field(doc),
         validate_only=validate_only,
     )
-    if not validate_only:  # so that its partitions led here take records once this answers
-        await services.wait_local_replicas(name, _LOCAL_REPLICAS_WAIT_S)
     return name, validate_only
 
 
@@ -360,7 +353,6 @@ async def patch_topic(request: web.Request) -> web.Response:
     count = _int_field(doc, "partitions_count", 1, 10_000, ErrorCode.INVALID_PARTITIONS)
     if count is not None:
         await services.admin.create_partitions(name, count)
-        await services.wait_local_replicas(name, _LOCAL_REPLICAS_WAIT_S)
     return json_response(_topic_data(_base(request), cid, services.metadata.topic(name)))
 
 
