@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from kbroker.errors import StorageError
 
@@ -102,6 +102,12 @@ def remove_quietly(path: Path) -> None:
         _log.warning("cannot remove %s: %s", path, exc)
 
 
+#: ``AppendOnlyFile._fd`` of a file whose descriptor was given back (reopened on use).
+_UNOPENED: Final = -1
+#: ``AppendOnlyFile._fd`` once closed for good (any use fails with EBADF).
+_CLOSED: Final = -2
+
+
 class AppendOnlyFile:
     """One file that is only appended to or cut back, with its committed length in memory.
 
@@ -109,9 +115,17 @@ class AppendOnlyFile:
     the previous length; if even that truncation fails, the cut is retried before the next
     write (``_trim_pending``), so garbage never sits between committed bytes.
 
+    Descriptors: :meth:`close_until_used` (only while the file is not yet shared, right
+    after opening it) gives its descriptor back; the owner reopens it on its next write. An
+    index that is never written again (every sealed segment's, and an idle partition's) then
+    holds no descriptor, so a broker hosting thousands of replicas needs about one per
+    replica, not three.
+
     Concurrency: the owning (event-loop) thread appends, truncates, renames and closes;
     :meth:`fsync` may run in another thread at the same time provided the owner does not close
-    the fd meanwhile (the segment's pin count guarantees this).
+    the fd meanwhile (the segment's pin count guarantees this). An fsync of a file whose
+    descriptor is given back uses a descriptor of its own (fsync flushes the file, not the
+    descriptor).
     """
 
     __slots__ = ("_fd", "_length", "_trim_pending", "path")
@@ -141,7 +155,19 @@ class AppendOnlyFile:
 
     @property
     def fd(self) -> int:
+        """The descriptor (the owner's thread; reopened if given back)."""
+        if self._fd == _UNOPENED:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as exc:
+                raise StorageError(f"cannot open {self.path}: {exc}") from exc
         return self._fd
+
+    def close_until_used(self) -> None:
+        """Give the descriptor back until the owner next needs it (see the class docstring)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, _UNOPENED
+            os.close(fd)
 
     def append(self, buffers: Sequence[Buffer]) -> int:
         """Write ``buffers`` at the end and return the position they start at.
@@ -152,7 +178,7 @@ class AppendOnlyFile:
         position = self._length
         self._finish_trim()
         try:
-            written = pwrite_all(self._fd, buffers, position)
+            written = pwrite_all(self.fd, buffers, position)
         except OSError as exc:
             self.rollback(position)
             raise StorageError(f"write to {self.path} failed: {exc}") from exc
@@ -163,9 +189,9 @@ class AppendOnlyFile:
         """Cut back to ``length`` after a failure; never raises (a failed cut is retried)."""
         self._length = min(self._length, length)
         try:
-            os.ftruncate(self._fd, self._length)
+            os.ftruncate(self.fd, self._length)
             self._trim_pending = False
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             _log.warning("cannot cut %s back to %d bytes: %s", self.path, self._length, exc)
             self._trim_pending = True
 
@@ -174,7 +200,7 @@ class AppendOnlyFile:
         if length > self._length:
             raise ValueError(f"cannot truncate {self.path} forward to {length}")
         try:
-            os.ftruncate(self._fd, length)
+            os.ftruncate(self.fd, length)
         except OSError as exc:
             raise StorageError(f"cannot truncate {self.path}: {exc}") from exc
         self._length = length
@@ -189,7 +215,7 @@ class AppendOnlyFile:
         """Up to ``size`` committed bytes from ``position``."""
         size = max(0, min(size, self._length - position))
         try:
-            return pread_exact(self._fd, size, position)
+            return pread_exact(self.fd, size, position)
         except OSError as exc:
             raise StorageError(f"read from {self.path} failed: {exc}") from exc
 
@@ -198,22 +224,30 @@ class AppendOnlyFile:
 
     def fsync(self) -> None:
         """Flush to stable storage (any thread; raises OSError)."""
-        os.fsync(self._fd)
+        fd = self._fd
+        if fd != _UNOPENED:
+            os.fsync(fd)
+            return
+        own = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(own)
+        finally:
+            os.close(own)
 
     def rename(self, path: Path) -> None:
         os.rename(self.path, path)
         self.path = path
 
     def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
+        fd, self._fd = self._fd, _CLOSED
+        if fd >= 0:
             os.close(fd)
 
     def _finish_trim(self) -> None:
         if not self._trim_pending:
             return
         try:
-            os.ftruncate(self._fd, self._length)
+            os.ftruncate(self.fd, self._length)
         except OSError as exc:
             raise StorageError(f"cannot cut back {self.path}: {exc}") from exc
         self._trim_pending = False

@@ -15,6 +15,9 @@ File formats (big-endian, fixed-size entries, no header)::
 A time-index entry ``(T, O)`` says: every batch of the segment whose base offset is <= O has
 ``max_timestamp <= T``, and T is reached by one of them (O is the base offset of a batch).
 
+Descriptors: an index holds its file's descriptor only from its first write on (the entries
+are in memory), so the indexes of sealed segments and of idle partitions hold none.
+
 Concurrency: owned by the segment's thread (the event loop); only :meth:`fsync` may be called
 from a flush thread while the owner keeps appending.
 """
@@ -112,6 +115,7 @@ class _ColumnIndex:
     @classmethod
     def create(cls, path: Path, base_offset: int) -> Self:
         file = AppendOnlyFile.open(path, create=True)
+        file.close_until_used()
         return cls(file, base_offset, array(cls.ENTRY_FORMAT[1]), array(cls.ENTRY_FORMAT[2]))
 
     @classmethod
@@ -133,6 +137,7 @@ class _ColumnIndex:
         except BaseException:
             file.close()
             raise
+        file.close_until_used()
         return index
 
     def __len__(self) -> int:
@@ -170,6 +175,11 @@ class _ColumnIndex:
 
     def fsync(self) -> None:
         self._file.fsync()
+
+    def close_until_used(self) -> None:
+        """Give the file's descriptor back until the next write (only before the index is
+        shared: right after it is created, loaded or rebuilt)."""
+        self._file.close_until_used()
 
     def rename(self, path: Path) -> None:
         self._file.rename(path)

@@ -280,6 +280,8 @@ class LogSegment:
             stack.callback(time_index.close)
             time_index.replace(builder.timestamps, builder.time_offsets)
             stack.pop_all()
+        offset_index.close_until_used()  # rebuilt in memory and on disk: written no more
+        time_index.close_until_used()  # until the segment's next append
         segment = cls(
             base_offset=base_offset,
             log=log,

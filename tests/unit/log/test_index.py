@@ -81,3 +81,42 @@ def test_time_index_rejects_decreasing(tmp_path: Path) -> None:
     index.close()
     with pytest.raises(CorruptIndexError):
         TimeIndex.load(tmp_path / "x.timeindex", 0)
+
+
+def _open_descriptors_on(path: Path) -> int:
+    """Descriptors of this process open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _target(fd) == str(path))
+
+
+def _target(link: Path) -> str | None:
+    try:
+        return str(link.readlink())
+    except OSError:  # the descriptor of the listing itself, closed meanwhile
+        return None
+
+
+def test_an_index_holds_a_descriptor_only_from_its_first_write(tmp_path: Path) -> None:
+    path = tmp_path / "x.index"
+    index = OffsetIndex.create(path, 0)
+    assert path.exists() and _open_descriptors_on(path) == 0
+    index.fsync()  # an fsync before any write uses a descriptor of its own
+    assert _open_descriptors_on(path) == 0
+    index.append([0, 5], [0, 100])
+    assert _open_descriptors_on(path) == 1
+    index.fsync()
+    index.close()
+    assert _open_descriptors_on(path) == 0
+    loaded = OffsetIndex.load(path, 0)
+    assert _open_descriptors_on(path) == 0 and loaded.lookup(7) == (5, 100)
+    loaded.append([9], [300])  # reopened where the file ends
+    loaded.truncate_to(9)
+    loaded.append([12], [400])
+    loaded.close()
+    assert path.read_bytes() == bytes.fromhex("00000000 00000000 00000005 00000064 0000000c 00000190")
+    again = OffsetIndex.load(path, 0)
+    moved = tmp_path / "y.index"
+    again.rename(moved)  # without a descriptor
+    again.append([20], [500])
+    again.close()
+    assert len(OffsetIndex.load(moved, 0)) == 4 and not path.exists()

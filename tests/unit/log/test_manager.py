@@ -153,3 +153,22 @@ async def test_background_loops_are_cancellable(tmp_path: Path, clock: FakeClock
     assert log.log_start_offset == 2 and log.recovery_point == 3
     await flusher.close()
     manager.close()
+
+
+def test_an_idle_partition_holds_one_descriptor(tmp_path: Path, clock: FakeClock) -> None:
+    """Its segment's log file; the indexes are opened on their first write. A broker hosting
+    thousands of replicas therefore needs about one descriptor per replica."""
+    fds = Path("/proc/self/fd")
+    manager = _manager(tmp_path, clock)
+    before = len(list(fds.iterdir()))
+    for partition in range(50):
+        manager.get_or_create("idle", partition)
+    assert len(list(fds.iterdir())) - before == 50
+    manager.close()
+    again = _manager(tmp_path, clock)
+    assert len(list(fds.iterdir())) - before == 50
+    log = again.get("idle", 0)
+    assert log is not None
+    append(log, payload_for(1))
+    assert log.log_end_offset == 1
+    again.close()
