@@ -62,6 +62,7 @@ from kbroker.coordination.zk import (
     SessionEventKind,
     SetDataOp,
     ZooKeeperClient,
+    pipelined,
 )
 from kbroker.coordination.znodes import (
     DeleteTopicZNode,
@@ -77,8 +78,12 @@ __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
 
-#: Concurrent state writes during one reconcile.
-_WRITE_CONCURRENCY = 64
+#: Concurrent state multis during one reconcile.
+_WRITE_CONCURRENCY = 8
+#: Partitions per multi (two ops each at creation; ~150 bytes per op, far below ZooKeeper's
+#: 1 MiB jute.maxbuffer). One multi is one ZooKeeper transaction: one log append and one
+#: round trip instead of one per partition.
+_BATCH_PARTITIONS = 200
 
 
 class _Event(enum.Enum):
@@ -349,30 +354,72 @@ class Controller:
     async def _write_all(
         self, writes: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
     ) -> bool:
+        """Write ``writes`` in fenced multis of up to ``_BATCH_PARTITIONS`` partitions, a few
+        in flight. A multi that fails on one partition (its state changed meanwhile) changes
+        nothing, and its partitions are then written one by one, so one race costs only its own
+        write. Returns whether anything was written."""
         if not writes:
             return False
+        if create:
+            for topic in dict.fromkeys(info.topic for info, _ in writes):
+                await self._zk.ensure_path(TopicPartitionsZNode.path(topic))
         gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
 
-        async def one(info: PartitionInfo, state: LeaderAndIsr) -> bool:
+        async def chunk(part: list[tuple[PartitionInfo, LeaderAndIsr]]) -> bool:
             async with gate:
-                return await self._write_state(info, state, create=create)
+                if await self._write_batch(part, create=create):
+                    return True
+                results = await asyncio.gather(
+                    *(self._write_state(i, s, create=create) for i, s in part)
+                )
+                return any(results)
 
-        results = await asyncio.gather(*(one(i, s) for i, s in writes))
+        step = _BATCH_PARTITIONS
+        results = await asyncio.gather(
+            *(chunk(writes[i : i + step]) for i in range(0, len(writes), step))
+        )
         return any(results)
 
-    async def _write_state(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> bool:
-        assert self.epoch is not None
+    def _state_ops(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> list[Op]:
         path = TopicPartitionStateZNode.path(info.topic, info.partition)
-        op: Op
-        if create:
-            await self._zk.ensure_path(TopicPartitionZNode.path(info.topic, info.partition))
-            op = CreateOp(path, state_to_znode(state))
-        else:
-            op = SetDataOp(path, state_to_znode(state), version=state.zk_version)
+        if not create:
+            return [SetDataOp(path, state_to_znode(state), version=state.zk_version)]
+        return [
+            CreateOp(TopicPartitionZNode.path(info.topic, info.partition), b""),
+            CreateOp(path, state_to_znode(state)),
+        ]
+
+    async def _write_batch(
+        self, part: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
+    ) -> bool:
+        """One fenced multi for all of ``part``; False (nothing written) if any op failed, or
+        if this controller resigned while the write waited its turn."""
+        if self.epoch is None:
+            return False
+        ops = [op for info, state in part for op in self._state_ops(info, state, create=create)]
         try:
-            await fenced_write(self._zk, self.epoch.zk_version, [op])
+            await fenced_write(self._zk, self.epoch.zk_version, ops)
+        except (BadVersionError, NodeExistsError, NoNodeError):
+            return False
+        for info, state in part:
+            self._log_state(info, state)
+        return True
+
+    async def _write_state(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> bool:
+        if create:  # the partition znode may exist already (a batch that failed elsewhere)
+            await self._zk.ensure_path(TopicPartitionZNode.path(info.topic, info.partition))
+        if self.epoch is None:  # resigned meanwhile
+            return False
+        ops = self._state_ops(info, state, create=create)[-1:]
+        try:
+            await fenced_write(self._zk, self.epoch.zk_version, ops)
         except (BadVersionError, NodeExistsError, NoNodeError):
             return False  # changed meanwhile: the watcher's update triggers another pass
+        self._log_state(info, state)
+        return True
+
+    @staticmethod
+    def _log_state(info: PartitionInfo, state: LeaderAndIsr) -> None:
         log.info(
             "%s-%d: leader %d epoch %d isr %s",
             info.topic,
@@ -381,38 +428,45 @@ class Controller:
             state.leader_epoch,
             list(state.isr),
         )
-        return True
 
     async def _delete_topic(self, topic: TopicInfo) -> None:
-        assert self.epoch is not None
+        """Delete the topic's znodes: its partitions' (children before parents) in fenced
+        multis of ``_BATCH_PARTITIONS`` partitions, then in one last multi the partitions
+        parent, the topic's assignment and config and, last of all, its deletion marker, so
+        that a deletion cut short (controller moved, session lost) is finished by the next
+        reconcile. A topic of thousands of partitions would not fit one multi (ZooKeeper's
+        1 MiB ``jute.maxbuffer``). Every multi is fenced by the epoch this started with."""
+        epoch = self.epoch
+        if epoch is None:
+            return
         name = topic.name
-        ops: list[DeleteOp] = []
+        children: list[str] = []
         for partition in range(len(topic.partitions)):
-            ops.append(DeleteOp(TopicPartitionStateZNode.path(name, partition)))
-            ops.append(DeleteOp(TopicPartitionZNode.path(name, partition)))
-        existing = await self._existing(ops)
-        if await self._zk.exists(TopicPartitionsZNode.path(name)) is not None:
-            existing.append(DeleteOp(TopicPartitionsZNode.path(name)))
-        for path in (
+            children.append(TopicPartitionStateZNode.path(name, partition))
+            children.append(TopicPartitionZNode.path(name, partition))
+        last = [
+            TopicPartitionsZNode.path(name),
             TopicZNode.path(name),
             TopicConfigZNode.path(name),
             DeleteTopicZNode.path(name),
-        ):
-            if await self._zk.exists(path) is not None:
-                existing.append(DeleteOp(path))
+        ]
         try:
-            await fenced_write(self._zk, self.epoch.zk_version, existing)
+            existing = await self._existing(children)
+            step = 2 * _BATCH_PARTITIONS
+            for i in range(0, len(existing), step):
+                ops = [DeleteOp(path) for path in existing[i : i + step]]
+                await fenced_write(self._zk, epoch.zk_version, ops)
+            ops = [DeleteOp(path) for path in await self._existing(last)]
+            await fenced_write(self._zk, epoch.zk_version, ops)
             log.info("deleted topic %s", name)
         except (NoNodeError, NodeExistsError, BadVersionError) as exc:
             log.info("deleting topic %s raced (%s); retrying", name, exc.message)
             self._enqueue(_Event.RECONCILE)
 
-    async def _existing(self, ops: Iterable[DeleteOp]) -> list[Op]:
-        found: list[Op] = []
-        for op in ops:
-            if await self._zk.exists(op.path) is not None:
-                found.append(op)
-        return found
+    async def _existing(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` that exist, in order (all checked at once, pipelined)."""
+        stats = await pipelined(self._zk.exists, paths)
+        return [path for path, stat in zip(paths, stats, strict=True) if stat is not None]
 
     # ----------------------------------------------------------------- admin requests
 
