@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from kbroker.cluster import (
     BrokerInfo,
@@ -29,7 +30,7 @@ from kbroker.cluster import (
     TopicPartition,
 )
 from kbroker.coordination.errors import NoNodeError, ZnodeDecodeError
-from kbroker.coordination.zk import WatchEvent, WatchEventKind, ZooKeeperClient
+from kbroker.coordination.zk import WatchEvent, WatchEventKind, ZooKeeperClient, pipelined
 from kbroker.coordination.znodes import (
     BrokerIdsZNode,
     BrokerIdZNode,
@@ -166,9 +167,21 @@ class MetadataWatcher:
             self._wakeup.clear()
             while self._dirty:
                 key = next(iter(self._dirty))
+                if key[0] == "state":
+                    await self._process_states()
+                    continue
                 del self._dirty[key]
                 await self._process(key)
             self._publish()
+
+    async def _process_states(self) -> None:
+        """Re-read every dirty partition state at once (pipelined reads, not one round trip
+        after another): a controller writing thousands of states (a large topic created, a
+        broker's leaderships moved) marks thousands of them within moments."""
+        keys = [key for key in self._dirty if key[0] == "state"]
+        for key in keys:
+            del self._dirty[key]
+        await pipelined(self._process, keys)
 
     async def _process(self, key: Key) -> None:
         kind = key[0]
@@ -287,7 +300,7 @@ class MetadataWatcher:
             if topic.replicas.get(partition) != replicas:
                 topic.replicas[partition] = replicas
                 self._delta.partitions.add((name, partition))
-        await asyncio.gather(*(self._load_state(name, p) for p in assignment.partitions))
+        await pipelined(partial(self._load_state, name), assignment.partitions)
         await self._load_config(name)
 
     async def _load_state(self, name: str, partition: int) -> None:

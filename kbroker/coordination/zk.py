@@ -59,7 +59,7 @@ import contextlib
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -96,10 +96,12 @@ __all__ = [
     "WatchEventKind",
     "ZooKeeperClient",
     "force_session_expiry",
+    "pipelined",
 ]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 ANY_VERSION: Final = -1
 _RETRY_PAUSE_S: Final = 0.05
@@ -949,6 +951,24 @@ class ZooKeeperClient:
         if isinstance(op, SetDataOp):
             return _stat(result)
         return None
+
+
+#: Requests :func:`pipelined` keeps in flight together.
+PIPELINE_WINDOW: Final = 256
+
+
+async def pipelined(call: Callable[[_U], Awaitable[_T]], items: Iterable[_U]) -> list[_T]:
+    """``call`` of every item, in order: a window of ``PIPELINE_WINDOW`` calls at a time in
+    flight together (ZooKeeper answers a session's requests in order, so a window costs about
+    one round trip), window after window. Thousands of reads then neither wait one round trip
+    each, nor hold the event loop for seconds while they are all issued and then all
+    completed at once (the liveness tick would take that for a pause and fence the broker)."""
+    pending = list(items)
+    results: list[_T] = []
+    for start in range(0, len(pending), PIPELINE_WINDOW):
+        window = pending[start : start + PIPELINE_WINDOW]
+        results.extend(await asyncio.gather(*map(call, window)))
+    return results
 
 
 def _shift(exc: CoordinationError) -> CoordinationError:
