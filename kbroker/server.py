@@ -237,15 +237,17 @@ class Broker:
     def _on_metadata(self, snapshot: ClusterMetadata, delta: MetadataDelta) -> None:
         """Apply a metadata update to the local replicas (on the event loop, synchronously).
 
-        Setting up a replica new to this broker creates and fsyncs its log files (~1 ms each
-        here), so a topic of thousands of partitions would hold the event loop for seconds,
-        long enough for the liveness tick to fence the broker. Beyond the first
-        NEW_REPLICAS_PER_STEP of an update, new replicas are therefore set up by the
-        new-replica loop, a step at a time between other work. That is safe because a replica
-        this broker does not have yet cannot act on stale state: until it exists, requests for
-        it get the retriable NOT_LEADER. Replicas that exist (leadership and ISR changes) are
-        always applied here at once, and the first snapshot and the re-read after a new
-        ZooKeeper session apply everything before the broker serves or unfences.
+        Setting up a replica new to this broker creates and fsyncs its log files, and giving
+        it its first state fsyncs its leader-epoch checkpoint (~1 ms each here), so a topic of
+        thousands of partitions would hold the event loop for seconds, long enough for the
+        liveness tick to fence the broker. Beyond the first NEW_REPLICAS_PER_STEP of an
+        update, replicas that are new (not hosted here yet, or hosted but never given a state)
+        are therefore set up by the new-replica loop, a step at a time between other work.
+        That is safe because such a replica cannot act on stale state: until it has a state,
+        requests for it get the retriable NOT_LEADER. Replicas that have a state (leadership
+        and ISR changes) are always applied here at once, and the first snapshot and the
+        re-read after a new ZooKeeper session apply everything before the broker serves or
+        unfences.
         """
         self._metadata = snapshot
         for name in delta.removed_topics:
@@ -261,7 +263,7 @@ class Broker:
             defer = True
         new = 0
         for tp in todo:
-            if defer and self.replicas.get(*tp) is None:
+            if defer and self._is_new(tp):
                 new += 1
                 if new > NEW_REPLICAS_PER_STEP or tp in self._new_pending:
                     self._new_pending[tp] = None
@@ -278,6 +280,11 @@ class Broker:
         self.controller.on_metadata(snapshot)
         event, self._metadata_changed = self._metadata_changed, asyncio.Event()
         event.set()
+
+    def _is_new(self, tp: TopicPartition) -> bool:
+        """Not hosted here yet, or hosted but never given a state (see _on_metadata)."""
+        replica = self.replicas.get(*tp)
+        return replica is None or replica.state is None
 
     def _apply_partition(self, snapshot: ClusterMetadata, tp: TopicPartition) -> None:
         """Apply one partition's state; a disk that refuses (opening a new log on a full

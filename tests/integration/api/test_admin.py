@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import orjson
 import pytest
 
@@ -153,6 +156,60 @@ def test_a_topic_of_thousands_of_partitions_does_not_stall_the_broker(
         assert status == 200 and orjson.loads(answer)["offsets"][0]["error_code"] is None, answer
     log = broker.process.log_since_start()
     assert "did not run for" not in log and "FENCED" not in log, log[-2000:]
+
+
+def _all_led(urls: list[str], topic: str, partitions: int, *, without: int | None = None) -> bool:
+    """Every broker at ``urls`` sees every partition of ``topic`` led (not by ``without``),
+    with a full ISR of the live brokers."""
+    in_sync = 3 if without is None else 2
+    for url in urls:
+        status, described = http_json(f"{url}/topics/{topic}/partitions", timeout=60)
+        if status != 200 or len(described) != partitions:
+            return False
+        for p in described:
+            if p["leader"] in (None, without) or len(p["isr"]) < in_sync:
+                return False
+    return True
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.5)
+
+
+def test_a_topic_of_thousands_of_partitions_on_a_cluster(cluster: LocalCluster) -> None:
+    """3,000 partitions of RF 3: 9,000 replicas, 3,000 on each broker. The controller writes
+    their states 200 to a ZooKeeper multi and the brokers read them pipelined; no broker's
+    event loop stalls (its liveness tick would fence it). A broker killed hands its 1,000
+    leaderships on; the topic is then deleted everywhere."""
+    urls = cluster.urls
+    status, payload = http_json(
+        f"{urls[0]}/admin/topics",
+        method="POST",
+        body={"topic_name": "wide3", "partitions_count": 3000, "replication_factor": 3},
+        timeout=120,
+    )
+    assert status == 201, payload
+    _until(lambda: _all_led(urls, "wide3", 3000), 120, "every partition led, ISR full")
+    for broker in cluster.brokers:
+        log = broker.process.log_since_start()
+        assert "did not run for" not in log and "FENCED" not in log, log[-2000:]
+    victim = next(b for b in (1, 2, 3) if b != cluster.controller())
+    cluster.broker(victim).kill()
+    survivors = [u for i, u in enumerate(urls, 1) if i != victim]
+    _until(lambda: _all_led(survivors, "wide3", 3000, without=victim), 120, "leaders moved")
+    url = survivors[0]
+    status, _ = http_json(
+        f"{url}/v3/clusters/{cluster_id(url)}/topics/wide3", method="DELETE", timeout=120
+    )
+    assert status == 204
+    _until(
+        lambda: all(http_json(f"{u}/topics/wide3")[0] == 404 for u in survivors),
+        120,
+        "deleted on every live broker",
+    )
 
 
 def test_v3_resources(cluster: LocalCluster) -> None:
