@@ -355,9 +355,7 @@ class Controller:
         self, writes: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
     ) -> bool:
         """Write ``writes`` in fenced multis of up to ``_BATCH_PARTITIONS`` partitions, a few
-        in flight. A multi that fails on one partition (its state changed meanwhile) changes
-        nothing, and its partitions are then written one by one, so one race costs only its own
-        write. Returns whether anything was written."""
+        in flight (see :meth:`_write_batch`). Returns whether anything was written."""
         if not writes:
             return False
         if create:
@@ -367,12 +365,7 @@ class Controller:
 
         async def chunk(part: list[tuple[PartitionInfo, LeaderAndIsr]]) -> bool:
             async with gate:
-                if await self._write_batch(part, create=create):
-                    return True
-                results = await asyncio.gather(
-                    *(self._write_state(i, s, create=create) for i, s in part)
-                )
-                return any(results)
+                return await self._write_batch(part, create=create)
 
         step = _BATCH_PARTITIONS
         results = await asyncio.gather(
@@ -392,31 +385,36 @@ class Controller:
     async def _write_batch(
         self, part: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
     ) -> bool:
-        """One fenced multi for all of ``part``; False (nothing written) if any op failed, or
-        if this controller resigned while the write waited its turn."""
-        if self.epoch is None:
-            return False
-        ops = [op for info, state in part for op in self._state_ops(info, state, create=create)]
-        try:
-            await fenced_write(self._zk, self.epoch.zk_version, ops)
-        except (BadVersionError, NodeExistsError, NoNodeError):
-            return False
-        for info, state in part:
-            self._log_state(info, state)
-        return True
-
-    async def _write_state(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> bool:
-        if create:  # the partition znode may exist already (a batch that failed elsewhere)
-            await self._zk.ensure_path(TopicPartitionZNode.path(info.topic, info.partition))
-        if self.epoch is None:  # resigned meanwhile
-            return False
-        ops = self._state_ops(info, state, create=create)[-1:]
-        try:
-            await fenced_write(self._zk, self.epoch.zk_version, ops)
-        except (BadVersionError, NodeExistsError, NoNodeError):
-            return False  # changed meanwhile: the watcher's update triggers another pass
-        self._log_state(info, state)
-        return True
+        """Write ``part`` in one fenced multi. A multi fails whole, naming the op that failed:
+        that partition's state changed meanwhile (a leader's ISR write, a creation already
+        done), so it is left out (the watcher's update triggers another pass) and the rest
+        is sent again. One race costs one more multi, not the batch. A partition znode left
+        without its state (a creation interrupted before multis) only loses its create op.
+        Returns whether anything was written; False also once this controller resigned."""
+        pending = [
+            (info, state, self._state_ops(info, state, create=create)) for info, state in part
+        ]
+        while pending:
+            if self.epoch is None:
+                return False
+            ops = [op for _, _, its_ops in pending for op in its_ops]
+            try:
+                await fenced_write(self._zk, self.epoch.zk_version, ops)
+            except (BadVersionError, NodeExistsError, NoNodeError) as exc:
+                if exc.op_index is None:
+                    return False
+                culprit, first_op = _op_owner([len(o) for _, _, o in pending], exc.op_index)
+                info, state, its_ops = pending[culprit]
+                orphan = isinstance(exc, NodeExistsError) and len(its_ops) == 2
+                if orphan and exc.op_index == first_op:
+                    pending[culprit] = (info, state, its_ops[1:])
+                else:
+                    del pending[culprit]
+                continue
+            for info, state, _ in pending:
+                self._log_state(info, state)
+            return True
+        return False
 
     @staticmethod
     def _log_state(info: PartitionInfo, state: LeaderAndIsr) -> None:
@@ -532,6 +530,17 @@ class Controller:
             raise BrokerError(
                 f"Broker {self._config.broker_id} is not the controller", ErrorCode.NOT_CONTROLLER
             )
+
+
+def _op_owner(sizes: list[int], op_index: int) -> tuple[int, int]:
+    """(i, index of its first op) of the entry owning op ``op_index`` when entry i has
+    ``sizes[i]`` consecutive ops."""
+    first = 0
+    for i, size in enumerate(sizes):
+        if op_index < first + size:
+            return i, first
+        first += size
+    raise ValueError(f"op {op_index} beyond {first} ops")
 
 
 def _lookup(metadata: ClusterMetadata, tp: tuple[str, int]) -> PartitionInfo | None:
