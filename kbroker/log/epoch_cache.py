@@ -6,13 +6,16 @@ Persisted in the partition directory as ``leader-epoch-checkpoint`` in the check
 checkpoint.py, one ``epoch start_offset`` line per entry.
 
 Invariants: epochs and start offsets both strictly increase; every epoch and start offset is
->= 0. The file is rewritten (tmp, fsync, rename) whenever the entries change. When that write
-fails (a full disk), the change still holds in memory and the cache stays *dirty* until
-:meth:`LeaderEpochCache.persist` succeeds; the partition log calls ``persist()`` before it
-writes any batch, so the file never lacks the epoch of a batch on disk. (A crash while dirty
-leaves the file with entries the log has since dropped, which loading cuts again, or without
-an epoch that no batch on disk carries yet.) So a broker whose disk is full can still change
-leadership and keep serving; only its appends fail, with StorageError.
+>= 0. The file is rewritten (tmp, fsync, rename) when entries are removed (truncation) and,
+for a new epoch (:meth:`LeaderEpochCache.assign`), before the first batch is written: until
+then the cache is *dirty*, the change held in memory only. The partition log calls
+``persist()`` before it writes any batch, so the file never lacks the epoch of a batch on
+disk. (A crash while dirty leaves the file with entries the log has since dropped, which
+loading cuts again, or without an epoch that no batch on disk carries yet.) A broker that
+becomes leader of thousands of partitions at once therefore does not fsync thousands of
+files on its event loop, and one whose disk is full (a write that fails also leaves the cache
+dirty) can still change leadership and keep serving; only its appends fail, with
+StorageError.
 
 Concurrency: owned by the partition log's thread (the event loop); entries are an immutable
 tuple replaced whole, so a reader never sees a half-applied change. Writes are blocking (one
@@ -147,6 +150,7 @@ class LeaderEpochCache:
 
     def assign(self, epoch: int, start_offset: int) -> bool:
         """Record that ``epoch`` starts at ``start_offset``; returns whether anything changed.
+        The file is written by the next :meth:`persist` (see the module docstring).
 
         A no-op when ``epoch`` is already the latest and starts at or before
         ``start_offset``. Otherwise, like Kafka, every entry that is not strictly older in
@@ -166,7 +170,8 @@ class LeaderEpochCache:
                 start_offset,
                 self._entries[len(kept) :],
             )
-        self._replace((*kept, EpochEntry(epoch, start_offset)))
+        self._entries = (*kept, EpochEntry(epoch, start_offset))
+        self._dirty = True  # written by persist(), before the first batch of the epoch
         return True
 
     def truncate_from_end(self, end_offset: int) -> None:
@@ -194,7 +199,7 @@ class LeaderEpochCache:
 
     @property
     def dirty(self) -> bool:
-        """True while the file lags the entries in memory (a failed write)."""
+        """True while the file lags the entries in memory (a new epoch, or a failed write)."""
         return self._dirty
 
     def persist(self) -> None:
@@ -203,13 +208,17 @@ class LeaderEpochCache:
             write_checkpoint(self.path, (f"{e.epoch} {e.start_offset}" for e in self._entries))
             self._dirty = False
 
-    def _replace(self, entries: tuple[EpochEntry, ...]) -> None:
-        self._entries = entries
-        self._dirty = True
+    def persist_or_keep(self) -> None:
+        """:meth:`persist`, leaving the cache dirty (logged) when the disk refuses."""
         try:
             self.persist()
         except StorageError as exc:
             _log.warning("%s: kept in memory until the disk takes it: %s", self.path, exc)
+
+    def _replace(self, entries: tuple[EpochEntry, ...]) -> None:
+        self._entries = entries
+        self._dirty = True
+        self.persist_or_keep()
 
     def __repr__(self) -> str:
         inner = ", ".join(f"({e.epoch}, {e.start_offset})" for e in self._entries)

@@ -223,6 +223,7 @@ class PartitionLog:
         self._high_watermark = start
         self._epochs.truncate_from_end(end)
         self._epochs.truncate_from_start(start)
+        self._epochs.persist_or_keep()  # the epochs of recovered batches: they are on disk
 
     def _open_segment(self, base: int, end: int | None, *, recover: bool) -> LogSegment:
         if not recover:

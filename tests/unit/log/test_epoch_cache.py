@@ -101,7 +101,9 @@ def test_truncation(tmp_path: Path) -> None:
 def test_persistence_and_writes_only_on_change(tmp_path: Path) -> None:
     path = tmp_path / "leader-epoch-checkpoint"
     cache = _cache(tmp_path, (1, 0), (2, 10))
-    assert path.read_text() == "0\n2\n1 0\n2 10\n"
+    assert (cache.dirty, path.exists()) == (True, False)  # written before its first batch
+    cache.persist()
+    assert (cache.dirty, path.read_text()) == (False, "0\n2\n1 0\n2 10\n")
     mtime = path.stat().st_mtime_ns
     path.write_text("0\n2\n1 0\n2 10\n")  # marker content; must stay untouched by no-ops
     before = path.stat().st_mtime_ns

@@ -113,7 +113,8 @@ def test_an_index_holds_a_descriptor_only_from_its_first_write(tmp_path: Path) -
     loaded.truncate_to(9)
     loaded.append([12], [400])
     loaded.close()
-    assert path.read_bytes() == bytes.fromhex("00000000 00000000 00000005 00000064 0000000c 00000190")
+    entries = "00000000 00000000 00000005 00000064 0000000c 00000190"
+    assert path.read_bytes() == bytes.fromhex(entries)
     again = OffsetIndex.load(path, 0)
     moved = tmp_path / "y.index"
     again.rename(moved)  # without a descriptor

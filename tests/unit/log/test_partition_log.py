@@ -250,3 +250,27 @@ def test_delete_removes_directory(log_dir: Path, clock: FakeClock) -> None:
     append(log, b"x")
     log.delete()
     assert not log_dir.exists()
+
+
+def test_a_new_leader_epoch_is_written_before_its_first_batch(
+    log_dir: Path, clock: FakeClock
+) -> None:
+    """Becoming leader records the epoch in memory only (no fsync on the event loop for each
+    of thousands of partitions changing leader); the file gets it before a batch of it."""
+    log = open_log(log_dir, clock)
+    append(log, payload_for(0), epoch=0)
+    checkpoint = log_dir / "leader-epoch-checkpoint"
+    assert checkpoint.read_text() == "0\n1\n0 0\n"
+    log.assign_epoch_start_offset(3)
+    assert log.leader_epoch_cache.latest_epoch == 3
+    assert (log.leader_epoch_cache.dirty, checkpoint.read_text()) == (True, "0\n1\n0 0\n")
+    append(log, payload_for(1), epoch=3)
+    written = "0\n2\n0 0\n3 1\n"
+    assert (log.leader_epoch_cache.dirty, checkpoint.read_text()) == (False, written)
+    log.close()
+    reopened = open_log(log_dir, clock, recovery_point=0)  # recovery: epochs from the batches
+    assert [(e.epoch, e.start_offset) for e in reopened.leader_epoch_cache.entries] == [
+        (0, 0),
+        (3, 1),
+    ]
+    reopened.close()
