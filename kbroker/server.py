@@ -34,16 +34,14 @@ from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
 from kbroker.api.observability import RequestMetrics
 from kbroker.api.worker_pool import WorkerPool, worker_socket_path
 from kbroker.clock import Clock, SystemClock
-from kbroker.cluster import ClusterMetadata, LeaderAndIsr, TopicInfo, TopicPartition
+from kbroker.cluster import ClusterMetadata, TopicInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.controller.admin import TopicAdmin
 from kbroker.controller.controller import Controller
-from kbroker.coordination.errors import BadVersionError, NoNodeError
+from kbroker.coordination.isr_writer import ZkIsrWriter
 from kbroker.coordination.metadata import (
     MetadataDelta,
     MetadataWatcher,
-    state_from_znode,
-    state_to_znode,
 )
 from kbroker.coordination.producer_ids import ProducerIdAllocator
 from kbroker.coordination.registration import (
@@ -52,7 +50,7 @@ from kbroker.coordination.registration import (
     ensure_persistent_paths,
 )
 from kbroker.coordination.zk import SessionEvent, SessionEventKind, ZooKeeperClient
-from kbroker.coordination.znodes import BrokerRegistration, TopicPartitionStateZNode
+from kbroker.coordination.znodes import BrokerRegistration
 from kbroker.errors import BrokerError, ErrorCode, StorageError
 from kbroker.group.coordinator import GroupCoordinator
 from kbroker.log.flusher import GroupCommitFlusher
@@ -69,30 +67,6 @@ log = logging.getLogger(__name__)
 #: Replicas new to this broker that one metadata update, or one step of the new-replica loop,
 #: sets up at once (each creates and fsyncs its log files: ~1 ms here).
 NEW_REPLICAS_PER_STEP: Final = 32
-
-
-class ZkIsrWriter:
-    """A leader's ISR changes, written to the partition state znode conditionally."""
-
-    def __init__(self, zk: ZooKeeperClient) -> None:
-        self._zk = zk
-
-    async def write_isr(self, topic: str, partition: int, state: LeaderAndIsr) -> LeaderAndIsr:
-        path = TopicPartitionStateZNode.path(topic, partition)
-        try:
-            stat = await self._zk.set(path, state_to_znode(state), version=state.zk_version)
-            return LeaderAndIsr(
-                leader=state.leader,
-                leader_epoch=state.leader_epoch,
-                isr=state.isr,
-                controller_epoch=state.controller_epoch,
-                zk_version=stat.version,
-            )
-        except BadVersionError:
-            data, stat = await self._zk.get(path)
-            return state_from_znode(TopicPartitionStateZNode.decode(data), stat.version)
-        except NoNodeError as exc:
-            raise BrokerError(f"{topic}-{partition} has no state", ErrorCode.NOT_LEADER) from exc
 
 
 class Broker:

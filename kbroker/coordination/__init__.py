@@ -6,6 +6,7 @@
 - :mod:`~kbroker.coordination.registration`: ``/brokers/ids/<id>`` (checked ephemeral),
   ``/cluster/id``, persistent top-level paths, :class:`BrokerRegistrar`.
 - :mod:`~kbroker.coordination.fencing`: controller election and epoch-fenced writes.
+- :mod:`~kbroker.coordination.isr_writer`: leaders' ISR writes, version-checked, batched.
 - :mod:`~kbroker.coordination.errors`: the exceptions callers catch.
 
 Imported only by ``kbroker.controller`` and ``kbroker.server`` (and tests).
