@@ -55,6 +55,8 @@ from kbroker.coordination.errors import (
 from kbroker.coordination.fencing import ControllerEpoch, elect_controller, fenced_write
 from kbroker.coordination.metadata import state_to_znode
 from kbroker.coordination.zk import (
+    ANY_VERSION,
+    CheckOp,
     CreateOp,
     DeleteOp,
     Op,
@@ -354,13 +356,16 @@ class Controller:
     async def _write_all(
         self, writes: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
     ) -> bool:
-        """Write ``writes`` in fenced multis of up to ``_BATCH_PARTITIONS`` partitions, a few
-        in flight (see :meth:`_write_batch`). Returns whether anything was written."""
-        if not writes:
-            return False
+        """Write ``writes`` in fenced multis of up to ``_BATCH_PARTITIONS`` partitions of one
+        topic each, a few in flight (see :meth:`_write_batch`). Returns whether anything was
+        written."""
+        by_topic: dict[str, list[tuple[PartitionInfo, LeaderAndIsr]]] = {}
+        for info, state in writes:
+            by_topic.setdefault(info.topic, []).append((info, state))
         if create:
-            for topic in dict.fromkeys(info.topic for info, _ in writes):
-                await self._zk.ensure_path(TopicPartitionsZNode.path(topic))
+            for topic in list(by_topic):
+                if not await self._create_partitions_parent(topic):
+                    del by_topic[topic]
         gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
 
         async def chunk(part: list[tuple[PartitionInfo, LeaderAndIsr]]) -> bool:
@@ -369,9 +374,30 @@ class Controller:
 
         step = _BATCH_PARTITIONS
         results = await asyncio.gather(
-            *(chunk(writes[i : i + step]) for i in range(0, len(writes), step))
+            *(
+                chunk(topic_writes[i : i + step])
+                for topic_writes in by_topic.values()
+                for i in range(0, len(topic_writes), step)
+            )
         )
         return any(results)
+
+    async def _create_partitions_parent(self, topic: str) -> bool:
+        """Make sure ``/brokers/topics/<t>/partitions`` exists, but only under the topic's
+        own znode: never ``ensure_path``, which would create a bare topic znode for a topic
+        deleted meanwhile (the watcher can still show it for a moment). False if the topic is
+        gone."""
+        parent = TopicPartitionsZNode.path(topic)
+        if self.epoch is None or await self._zk.exists(parent) is not None:
+            return self.epoch is not None
+        ops: list[Op] = [CheckOp(TopicZNode.path(topic), ANY_VERSION), CreateOp(parent, b"")]
+        try:
+            await fenced_write(self._zk, self.epoch.zk_version, ops)
+        except NodeExistsError:
+            return True
+        except NoNodeError:
+            return False
+        return True
 
     def _state_ops(self, info: PartitionInfo, state: LeaderAndIsr, *, create: bool) -> list[Op]:
         path = TopicPartitionStateZNode.path(info.topic, info.partition)
@@ -385,28 +411,33 @@ class Controller:
     async def _write_batch(
         self, part: list[tuple[PartitionInfo, LeaderAndIsr]], *, create: bool
     ) -> bool:
-        """Write ``part`` in one fenced multi. A multi fails whole, naming the op that failed:
-        that partition's state changed meanwhile (a leader's ISR write, a creation already
-        done), so it is left out (the watcher's update triggers another pass) and the rest
-        is sent again. One race costs one more multi, not the batch. A partition znode left
-        without its state (a creation interrupted before multis) only loses its create op.
-        Returns whether anything was written; False also once this controller resigned."""
+        """Write ``part`` (partitions of one topic) in one fenced multi that first checks the
+        topic's znode still exists.
+
+        A multi fails whole, naming the op that failed. The topic check, or a znode missing
+        (NoNode: the topic is being deleted), drops the whole batch. Otherwise that partition's
+        state changed meanwhile (a leader's ISR write, a creation already done): it is left out
+        (the watcher's update triggers another pass) and the rest is sent again, so one race
+        costs one more multi. A partition znode left without its state (a creation
+        interrupted before multis) only loses its create op. Returns whether anything was
+        written; False also once this controller resigned."""
+        guard = CheckOp(TopicZNode.path(part[0][0].topic), ANY_VERSION)
         pending = [
             (info, state, self._state_ops(info, state, create=create)) for info, state in part
         ]
         while pending:
             if self.epoch is None:
                 return False
-            ops = [op for _, _, its_ops in pending for op in its_ops]
+            ops = [guard, *(op for _, _, its_ops in pending for op in its_ops)]
             try:
                 await fenced_write(self._zk, self.epoch.zk_version, ops)
             except (BadVersionError, NodeExistsError, NoNodeError) as exc:
-                if exc.op_index is None:
+                if exc.op_index is None or exc.op_index == 0 or isinstance(exc, NoNodeError):
                     return False
-                culprit, first_op = _op_owner([len(o) for _, _, o in pending], exc.op_index)
+                culprit, first_op = _op_owner([len(o) for _, _, o in pending], exc.op_index - 1)
                 info, state, its_ops = pending[culprit]
                 orphan = isinstance(exc, NodeExistsError) and len(its_ops) == 2
-                if orphan and exc.op_index == first_op:
+                if orphan and exc.op_index - 1 == first_op:
                     pending[culprit] = (info, state, its_ops[1:])
                 else:
                     del pending[culprit]

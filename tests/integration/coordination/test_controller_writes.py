@@ -87,11 +87,24 @@ async def active_controller(
     return controller, counting
 
 
+async def create_topic_znodes(zk: ZooKeeperClient, name: str) -> None:
+    """What topic creation writes (the controller checks the topic znode exists)."""
+    await zk.transaction(
+        [
+            CreateOp(TopicConfigZNode.path(name), TopicConfigZNode.encode({})),
+            CreateOp(TopicZNode.path(name), b'{"version":3,"partitions":{}}'),
+        ]
+    )
+
+
 async def test_a_thousand_new_partitions_take_a_few_multis(zk: ZooKeeperClient) -> None:
     topic = topic_of("many", 1000)
     controller, counting = await active_controller(zk, [cluster(topic)])
+    await create_topic_znodes(zk, "many")
     await controller._reconcile()
-    assert len(counting.multis) == 5  # 200 partitions (400 ops) each
+    # the partitions parent (checking the topic znode), then 200 partitions a multi: the
+    # check of the topic znode and 400 creates
+    assert counting.multis == [2, 401, 401, 401, 401, 401]
     for p in (0, 1, 499, 999):
         data, _ = await zk.get(TopicPartitionStateZNode.path("many", p))
         state = TopicPartitionStateZNode.decode(data)
@@ -102,6 +115,7 @@ async def test_a_thousand_new_partitions_take_a_few_multis(zk: ZooKeeperClient) 
 async def test_a_race_on_one_partition_costs_only_its_own_write(zk: ZooKeeperClient) -> None:
     topic = topic_of("raced", 450)
     controller, counting = await active_controller(zk, [cluster(topic)])
+    await create_topic_znodes(zk, "raced")
     await zk.ensure_path(TopicPartitionsZNode.path("raced"))
     taken = TopicPartitionStateZNode.path("raced", 250)
     await zk.create(taken, b"written meanwhile", makepath=True)
@@ -109,7 +123,7 @@ async def test_a_race_on_one_partition_costs_only_its_own_write(zk: ZooKeeperCli
     # The multis of partitions 0-199 and 400-449 went through. That of 200-399 failed on
     # partition 250's znode (it exists), again without it on its state (it exists too), and
     # then went through without partition 250.
-    assert counting.multis == [400, 400, 100, 399, 398]
+    assert counting.multis == [401, 401, 101, 400, 399]
     assert (await zk.get(taken))[0] == b"written meanwhile"
     for p in (199, 200, 249, 251, 399, 449):
         data, _ = await zk.get(TopicPartitionStateZNode.path("raced", p))
@@ -122,12 +136,7 @@ async def test_deleting_a_topic_too_large_for_one_multi(zk: ZooKeeperClient) -> 
     name = "t" * 240
     metadata = [cluster(topic_of(name, 2500))]
     controller, counting = await active_controller(zk, metadata)
-    await zk.transaction(
-        [
-            CreateOp(TopicConfigZNode.path(name), TopicConfigZNode.encode({})),
-            CreateOp(TopicZNode.path(name), b'{"version":3,"partitions":{}}'),
-        ]
-    )
+    await create_topic_znodes(zk, name)
     await controller._reconcile()
     assert len(await zk.get_children(TopicPartitionsZNode.path(name))) == 2500
     await zk.create(DeleteTopicZNode.path(name), DeleteTopicZNode.encode(), makepath=True)
@@ -138,3 +147,21 @@ async def test_deleting_a_topic_too_large_for_one_multi(zk: ZooKeeperClient) -> 
     assert await zk.exists(DeleteTopicZNode.path(name)) is None
     assert await zk.exists(TopicConfigZNode.path(name)) is None
     assert max(counting.multis) <= 400 and len(counting.multis) == 14  # 12 x 400 + 200, the last
+
+
+async def test_a_topic_deleted_meanwhile_gets_no_state_and_no_bare_znode(
+    zk: ZooKeeperClient,
+) -> None:
+    """The watcher can show a topic whose znodes were just deleted, without its states and
+    no longer marked for deletion. The controller must then create nothing: creating the
+    partitions' parents with ensure_path would leave a bare, undecodable topic znode."""
+    topic = topic_of("gone", 500)
+    controller, counting = await active_controller(zk, [cluster(topic)])
+    await controller._reconcile()
+    assert counting.multis == [2]  # the parent's multi, which failed on the topic check
+    assert await zk.exists(TopicZNode.path("gone")) is None
+    await create_topic_znodes(zk, "gone")
+    await zk.ensure_path(TopicPartitionsZNode.path("gone"))
+    await zk.delete(TopicZNode.path("gone"), recursive=True)
+    await controller._reconcile()  # its parent is gone too: nothing to write under
+    assert await zk.exists(TopicZNode.path("gone")) is None
