@@ -175,7 +175,12 @@ class LogManager:
         return list(self._logs.values())
 
     def delete_log(self, topic: str, partition: int) -> bool:
-        """Close and remove a log (renamed ``<dir>.<uuid>-delete`` first); False if absent."""
+        """Close and remove a log; False if absent. The directory is renamed
+        ``<dir>.<uuid>-delete`` at once and removed in a worker thread when an event loop runs
+        (inline otherwise): a topic of thousands of partitions deleted at once held the loop
+        for seconds. A crash before the removal leaves a ``-delete`` directory, removed at
+        load; one before the rename is on disk brings the log back under its name, and the
+        broker deletes it as a log no longer hosted (or of an older topic id) at start."""
         log = self._logs.pop((topic, partition), None)
         if log is None:
             return False
@@ -183,10 +188,12 @@ class LogManager:
         doomed = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}-delete")
         try:
             os.rename(log.directory, doomed)
-            fsync_dir(self._data_dir)
         except OSError as exc:
             raise StorageError(f"cannot delete log {log.name}: {exc}") from exc
-        shutil.rmtree(doomed, ignore_errors=True)
+        try:
+            asyncio.get_running_loop().run_in_executor(None, _purge, doomed, self._data_dir)
+        except RuntimeError:  # no running loop
+            _purge(doomed, self._data_dir)
         return True
 
     def _truncated(self, log: PartitionLog) -> None:
@@ -231,9 +238,9 @@ class LogManager:
         while True:
             await self._clock.sleep(interval_ms / 1000)
             now = self._clock.now_ms()
-            await asyncio.gather(
-                *(self._flush_quietly(flusher, log, now) for log in self.all_logs())
-            )
+            due = [log for log in self.all_logs() if log.should_flush(now)]  # no task per log:
+            if due:  # a broker hosting thousands of idle replicas made thousands every tick
+                await asyncio.gather(*(self._flush_quietly(flusher, log, now) for log in due))
 
     @staticmethod
     async def _flush_quietly(flusher: GroupCommitFlusher, log: PartitionLog, now: int) -> None:
@@ -288,3 +295,12 @@ class LogManager:
         finally:
             os.close(fd)
         fsync_dir(self._data_dir)
+
+
+def _purge(doomed: Path, data_dir: Path) -> None:
+    """Make a log's rename to ``-delete`` durable, then remove it (any thread)."""
+    try:
+        fsync_dir(data_dir)
+    except (OSError, StorageError) as exc:
+        _log.warning("cannot sync %s before removing %s: %s", data_dir, doomed.name, exc)
+    shutil.rmtree(doomed, ignore_errors=True)
