@@ -25,25 +25,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kbroker.testing.brokers import FAST_FAILOVER, LocalCluster, cluster_id, http_json
+from kbroker.testing.brokers import (
+    FAST_FAILOVER,
+    LocalCluster,
+    cluster_id,
+    http_json,
+    topic_led_everywhere,
+)
 
 __all__ = ["main"]
 
 TOPIC = "large"
-
-
-def _led(urls: list[str], partitions: int, *, without: int | None = None) -> bool:
-    """Every broker at ``urls`` describes every partition with a leader (not ``without``) and
-    an ISR of every live replica."""
-    in_sync = 3 if without is None else 2
-    for url in urls:
-        status, described = http_json(f"{url}/topics/{TOPIC}/partitions", timeout=60)
-        if status != 200 or len(described) != partitions:
-            return False
-        for p in described:
-            if p["leader"] in (None, without) or len(p["isr"]) < in_sync:
-                return False
-    return True
 
 
 def _timed(what: str, started: float, condition: Callable[[], bool], bound: float) -> None:
@@ -68,7 +60,9 @@ def run(partitions: int, settle: float, bound: float, base: Path) -> None:
         print(f"create answered {status}: {time.monotonic() - started:.2f} s", flush=True)
         if status != 201:
             raise SystemExit(f"creation refused: {answer}")
-        _timed("created and led", started, lambda: _led(urls, partitions), bound)
+        _timed(
+            "created and led", started, lambda: topic_led_everywhere(urls, TOPIC, partitions), bound
+        )
         time.sleep(settle)
         victim = next(b for b in (1, 2, 3) if b != cluster.controller())
         survivors = [u for i, u in enumerate(urls, 1) if i != victim]
@@ -77,12 +71,17 @@ def run(partitions: int, settle: float, bound: float, base: Path) -> None:
         _timed(
             f"failover (broker {victim} killed)",
             started,
-            lambda: _led(survivors, partitions, without=victim),
+            lambda: topic_led_everywhere(survivors, TOPIC, partitions, without=victim),
             bound,
         )
         started = time.monotonic()
         cluster.broker(victim).start()
-        _timed("restart: ISRs full again", started, lambda: _led(urls, partitions), bound)
+        _timed(
+            "restart: ISRs full again",
+            started,
+            lambda: topic_led_everywhere(urls, TOPIC, partitions),
+            bound,
+        )
         started = time.monotonic()
         http_json(
             f"{urls[0]}/v3/clusters/{cluster_id(urls[0])}/topics/{TOPIC}",

@@ -42,7 +42,7 @@ from kbroker.testing.local import (
     stop_pid_file,
 )
 
-__all__ = ["BrokerProcess", "LocalCluster", "http_json"]
+__all__ = ["BrokerProcess", "LocalCluster", "http_json", "topic_led_everywhere"]
 
 #: Settings that make failure detection quick on a test machine (tickTime 500 ms ZooKeeper).
 FAST_FAILOVER: Final[Mapping[str, str]] = {
@@ -102,6 +102,23 @@ def cluster_id(url: str) -> str:
     """The id of the cluster of the broker at ``url``."""
     _, clusters = http_json(f"{url}/v3/clusters")
     return str(clusters["data"][0]["cluster_id"])
+
+
+def topic_led_everywhere(
+    urls: Sequence[str], topic: str, partitions: int, *, without: int | None = None
+) -> bool:
+    """Every broker at ``urls`` describes all ``partitions`` of ``topic`` with a leader (not
+    broker ``without``) and an ISR of every live replica (RF 3: all three, or the two left
+    when ``without`` is down)."""
+    in_sync = 3 if without is None else 2
+    for url in urls:
+        status, described = http_json(f"{url}/topics/{topic}/partitions", timeout=60)
+        if status != 200 or len(described) != partitions:
+            return False
+        for p in described:
+            if p["leader"] in (None, without) or len(p["isr"]) < in_sync:
+                return False
+    return True
 
 
 class ClusterAdmin:

@@ -8,7 +8,12 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from kbroker.testing.brokers import BrokerProcess, LocalCluster, http_json
+from kbroker.testing.brokers import (
+    BrokerProcess,
+    LocalCluster,
+    http_json,
+    topic_led_everywhere,
+)
 from tests.integration.http import JSON_V2, cluster_id, create_topic, fetch_all, produce, request
 
 pytestmark = pytest.mark.integration
@@ -160,20 +165,6 @@ def test_a_topic_of_thousands_of_partitions_does_not_stall_the_broker(
     assert "did not run for" not in log and "FENCED" not in log, log[-2000:]
 
 
-def _all_led(urls: list[str], topic: str, partitions: int, *, without: int | None = None) -> bool:
-    """Every broker at ``urls`` sees every partition of ``topic`` led (not by ``without``),
-    with a full ISR of the live brokers."""
-    in_sync = 3 if without is None else 2
-    for url in urls:
-        status, described = http_json(f"{url}/topics/{topic}/partitions", timeout=60)
-        if status != 200 or len(described) != partitions:
-            return False
-        for p in described:
-            if p["leader"] in (None, without) or len(p["isr"]) < in_sync:
-                return False
-    return True
-
-
 def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -194,14 +185,16 @@ def test_a_topic_of_thousands_of_partitions_on_a_cluster(cluster: LocalCluster) 
         timeout=120,
     )
     assert status == 201, payload
-    _until(lambda: _all_led(urls, "wide3", 3000), 120, "every partition led, ISR full")
+    _until(lambda: topic_led_everywhere(urls, "wide3", 3000), 120, "every partition led, ISR full")
     for broker in cluster.brokers:
         log = broker.process.log_since_start()
         assert "did not run for" not in log and "FENCED" not in log, log[-2000:]
     victim = next(b for b in (1, 2, 3) if b != cluster.controller())
     cluster.broker(victim).kill()
     survivors = [u for i, u in enumerate(urls, 1) if i != victim]
-    _until(lambda: _all_led(survivors, "wide3", 3000, without=victim), 120, "leaders moved")
+    _until(
+        lambda: topic_led_everywhere(survivors, "wide3", 3000, without=victim), 120, "leaders moved"
+    )
     url = survivors[0]
     status, _ = http_json(
         f"{url}/v3/clusters/{cluster_id(url)}/topics/wide3", method="DELETE", timeout=120
