@@ -211,10 +211,11 @@ class Broker:
     def _on_metadata(self, snapshot: ClusterMetadata, delta: MetadataDelta) -> None:
         """Apply a metadata update to the local replicas (on the event loop, synchronously).
 
-        Setting up a replica new to this broker creates and fsyncs its log files, and giving
-        it its first state fsyncs its leader-epoch checkpoint (~1 ms each here), so a topic of
-        thousands of partitions would hold the event loop for seconds, long enough for the
-        liveness tick to fence the broker. Beyond the first NEW_REPLICAS_PER_STEP of an
+        Setting up a replica new to this broker creates and fsyncs its log files (~1 ms each
+        here; giving it its first state also fsynced its leader-epoch checkpoint until epochs
+        were written before their first batch), so a topic of thousands of partitions would
+        hold the event loop for seconds, long enough for the liveness tick to fence the
+        broker. Beyond the first NEW_REPLICAS_PER_STEP of an
         update, replicas that are new (not hosted here yet, or hosted but never given a state)
         are therefore set up by the new-replica loop, a step at a time between other work.
         That is safe because such a replica cannot act on stale state: until it has a state,

@@ -117,9 +117,9 @@ class AppendOnlyFile:
 
     Descriptors: :meth:`close_until_used` (only while the file is not yet shared, right
     after opening it) gives its descriptor back; the owner reopens it on its next write. An
-    index that is never written again (every sealed segment's, and an idle partition's) then
-    holds no descriptor, so a broker hosting thousands of replicas needs about one per
-    replica, not three.
+    index not written since it was created or loaded (a segment loaded at start-up and not
+    appended to since, an idle partition's) then holds no descriptor, so a broker hosting
+    thousands of idle replicas needs about one per replica, not three.
 
     Concurrency: the owning (event-loop) thread appends, truncates, renames and closes;
     :meth:`fsync` may run in another thread at the same time provided the owner does not close

@@ -16,7 +16,8 @@ A time-index entry ``(T, O)`` says: every batch of the segment whose base offset
 ``max_timestamp <= T``, and T is reached by one of them (O is the base offset of a batch).
 
 Descriptors: an index holds its file's descriptor only from its first write on (the entries
-are in memory), so the indexes of sealed segments and of idle partitions hold none.
+are in memory), so the indexes of segments loaded at start-up and of idle partitions hold
+none.
 
 Concurrency: owned by the segment's thread (the event loop); only :meth:`fsync` may be called
 from a flush thread while the owner keeps appending.
