@@ -19,6 +19,7 @@ Not thread-safe; every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -130,6 +131,32 @@ class ClusterAdmin:
 
     def any_url(self) -> str:
         raise NotImplementedError
+
+    def live_urls(self) -> list[str]:
+        raise NotImplementedError
+
+    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
+        """Until every reachable broker reports ``count`` live brokers.
+
+        Every one, not some: each broker (the controller among them) learns of registrations
+        through its own ZooKeeper watch, and a topic created through a broker that has not yet
+        seen them all is refused for want of brokers (42222; a CI run's chaos smoke hit it when
+        the local cluster waited for some broker only).
+        """
+        deadline = time.monotonic() + timeout
+        seen: dict[str, int] = {}
+        while True:
+            for url in self.live_urls():
+                seen[url] = 0
+                with contextlib.suppress(OSError, KeyError, TypeError):
+                    status, body = http_json(url + "/brokers", timeout=2.0)
+                    if status == 200:
+                        seen[url] = len(body["brokers"])
+            if seen and all(n >= count for n in seen.values()):
+                return
+            if time.monotonic() > deadline:
+                raise self.admin_error(f"{count} brokers not registered within {timeout} s: {seen}")
+            time.sleep(0.1)
 
     def controller(self) -> int | None:
         status, body = http_json(f"{self.any_url()}/v3/clusters")
@@ -402,21 +429,6 @@ class LocalCluster(StartCloseContext, ClusterAdmin):
             broker.wait_serving(timeout)
         self.wait_registered(len(self.brokers), timeout)
         self._write_manifest()
-
-    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
-        """Wait until some broker reports ``count`` live brokers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for url in self.live_urls():
-                try:
-                    status, body = http_json(url + "/brokers", timeout=2.0)
-                except OSError:
-                    continue
-                if status == 200 and len(body["brokers"]) >= count:
-                    return
-            if time.monotonic() > deadline:
-                raise ProcessError(f"{count} brokers not registered within {timeout} s")
-            time.sleep(0.1)
 
     def zookeeper_modes(self) -> list[str | None]:
         """Mode of each owned ZooKeeper node (works for detached nodes too)."""

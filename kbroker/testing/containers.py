@@ -627,31 +627,6 @@ class KBrokerCluster(StartCloseContext, ClusterAdmin):
                 )
             time.sleep(_POLL_S)
 
-    def wait_registered(self, count: int, timeout: float = 60.0) -> None:
-        """Until every reachable broker reports ``count`` live brokers.
-
-        Every one, not some: each broker (the controller among them) learns of registrations
-        through its own ZooKeeper watch, and a topic created through a broker that has not yet
-        seen them all is refused for want of brokers.
-        """
-        deadline = time.monotonic() + timeout
-        seen: dict[str, int] = {}
-        while True:
-            for url in self.live_urls():
-                seen[url] = 0
-                with contextlib.suppress(OSError, KeyError, TypeError):
-                    status, body = http_json(url + "/brokers", timeout=2.0)
-                    if status == 200:
-                        seen[url] = len(body["brokers"])
-            if seen and all(n >= count for n in seen.values()):
-                return
-            if time.monotonic() > deadline:
-                raise ContainerError(f"{count} brokers not registered within {timeout} s: {seen}")
-            time.sleep(_POLL_S)
-            seen = {}
-
-    # -- cluster state -------------------------------------------------------------------------
-
     def live_urls(self) -> list[str]:
         """URLs of brokers not stopped, paused or cut off (by these helpers)."""
         return [
