@@ -388,8 +388,10 @@ class Controller:
         deleted meanwhile (the watcher can still show it for a moment). False if the topic is
         gone."""
         parent = TopicPartitionsZNode.path(topic)
-        if self.epoch is None or await self._zk.exists(parent) is not None:
-            return self.epoch is not None
+        if await self._zk.exists(parent) is not None:
+            return True
+        if self.epoch is None:  # resigned meanwhile
+            return False
         ops: list[Op] = [CheckOp(TopicZNode.path(topic), ANY_VERSION), CreateOp(parent, b"")]
         try:
             await fenced_write(self._zk, self.epoch.zk_version, ops)
