@@ -417,12 +417,14 @@ class Controller:
         topic's znode still exists.
 
         A multi fails whole, naming the op that failed. The topic check, or a znode missing
-        (NoNode: the topic is being deleted), drops the whole batch. Otherwise that partition's
-        state changed meanwhile (a leader's ISR write, a creation already done): it is left out
-        (the watcher's update triggers another pass) and the rest is sent again, so one race
-        costs one more multi. A partition znode left without its state (a creation
-        interrupted before multis) only loses its create op. Returns whether anything was
-        written; False also once this controller resigned."""
+        (NoNode: the topic is being deleted), drops the whole batch. A creation that finds a
+        znode already there re-reads which of the batch's znodes exist (one pipelined read)
+        and sends only what is still missing: a reconcile planned from metadata that does not
+        show states just written would otherwise cost two failed multis per partition.
+        Otherwise that partition's state changed meanwhile (a leader's ISR write): it is left
+        out (the watcher's update triggers another pass) and the rest is sent again, so one
+        race costs one more multi. Returns whether anything was written; False also once
+        this controller resigned."""
         guard = CheckOp(TopicZNode.path(part[0][0].topic), ANY_VERSION)
         pending = [
             (info, state, self._state_ops(info, state, create=create)) for info, state in part
@@ -436,18 +438,36 @@ class Controller:
             except (BadVersionError, NodeExistsError, NoNodeError) as exc:
                 if exc.op_index is None or exc.op_index == 0 or isinstance(exc, NoNodeError):
                     return False
-                culprit, first_op = _op_owner([len(o) for _, _, o in pending], exc.op_index - 1)
-                info, state, its_ops = pending[culprit]
-                orphan = isinstance(exc, NodeExistsError) and len(its_ops) == 2
-                if orphan and exc.op_index - 1 == first_op:
-                    pending[culprit] = (info, state, its_ops[1:])
-                else:
-                    del pending[culprit]
+                if isinstance(exc, NodeExistsError):
+                    pending = await self._still_missing(pending)
+                    continue
+                culprit = _op_owner([len(o) for _, _, o in pending], exc.op_index - 1)
+                del pending[culprit]
                 continue
             for info, state, _ in pending:
                 self._log_state(info, state)
             return True
         return False
+
+    async def _still_missing(
+        self, pending: list[tuple[PartitionInfo, LeaderAndIsr, list[Op]]]
+    ) -> list[tuple[PartitionInfo, LeaderAndIsr, list[Op]]]:
+        """The creations of ``pending`` still to make: a partition whose state exists is
+        dropped, one whose partition znode exists keeps only its state's create op."""
+        paths = [
+            path
+            for info, _, _ in pending
+            for path in (
+                TopicPartitionZNode.path(info.topic, info.partition),
+                TopicPartitionStateZNode.path(info.topic, info.partition),
+            )
+        ]
+        stats = iter(await pipelined(self._zk.exists, paths))
+        missing = []
+        for (info, state, ops), partition, its_state in zip(pending, stats, stats, strict=True):
+            if its_state is None:
+                missing.append((info, state, ops if partition is None else ops[-1:]))
+        return missing
 
     @staticmethod
     def _log_state(info: PartitionInfo, state: LeaderAndIsr) -> None:
@@ -565,13 +585,12 @@ class Controller:
             )
 
 
-def _op_owner(sizes: list[int], op_index: int) -> tuple[int, int]:
-    """(i, index of its first op) of the entry owning op ``op_index`` when entry i has
-    ``sizes[i]`` consecutive ops."""
+def _op_owner(sizes: list[int], op_index: int) -> int:
+    """The entry owning op ``op_index`` when entry i has ``sizes[i]`` consecutive ops."""
     first = 0
     for i, size in enumerate(sizes):
         if op_index < first + size:
-            return i, first
+            return i
         first += size
     raise ValueError(f"op {op_index} beyond {first} ops")
 
