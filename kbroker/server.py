@@ -64,9 +64,12 @@ __all__ = ["Broker"]
 
 log = logging.getLogger(__name__)
 
-#: Replicas new to this broker that one metadata update, or one step of the new-replica loop,
-#: sets up at once (each creates and fsyncs its log files: ~1 ms here).
+#: Replicas new to this broker that one metadata update, or one step of the replica-steps
+#: loop, sets up at once (each creates and fsyncs its log files: ~1 ms here).
 NEW_REPLICAS_PER_STEP: Final = 32
+#: Replicas of deleted topics that one step of the replica-steps loop removes (each closes its
+#: files and renames its directory: ~0.2 ms here).
+REMOVALS_PER_STEP: Final = 64
 
 
 class Broker:
@@ -116,8 +119,12 @@ class Broker:
         retried by the reapply loop and on every metadata update."""
         self._new_pending: dict[TopicPartition, None] = {}
         """Partitions new to this broker beyond the first NEW_REPLICAS_PER_STEP of an update,
-        in order: set up by the new-replica loop a step at a time (see _on_metadata)."""
-        self._new_pending_event = asyncio.Event()
+        in order: set up by the replica-steps loop a step at a time (see _on_metadata)."""
+        self._removals: dict[TopicPartition, None] = {}
+        """Replicas of deleted topics still hosted here, in order: removed (files closed,
+        directory renamed and purged) by the replica-steps loop a step at a time, or at once
+        when their partition is applied again (see _on_metadata)."""
+        self._replica_steps_event = asyncio.Event()
         self.draining = False
         """Set when stopping: answers carry ``Connection: close`` (api.app.broker_middleware)."""
         self.ready = asyncio.Event()
@@ -178,14 +185,15 @@ class Broker:
         self, predicate: Callable[[ClusterMetadata], bool], timeout: float
     ) -> bool:
         """What topic administration waits for (within ``timeout``): the metadata satisfies
-        ``predicate`` *and* this broker has set up every new replica it deferred
-        (_on_metadata), so that a topic created or grown here takes records once the admin
-        call answers."""
+        ``predicate`` *and* this broker has set up every new replica it deferred and removed
+        every replica of a deleted topic (_on_metadata), so that a topic created or grown here
+        takes records once the admin call answers, and a deleted one has left this broker's
+        disk (its directories renamed for the purge)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if not await self.wait_for_metadata(predicate, timeout):
             return False
-        while self._new_pending:
+        while self._new_pending or self._removals:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)
@@ -217,18 +225,26 @@ class Broker:
         hold the event loop for seconds, long enough for the liveness tick to fence the
         broker. Beyond the first NEW_REPLICAS_PER_STEP of an
         update, replicas that are new (not hosted here yet, or hosted but never given a state)
-        are therefore set up by the new-replica loop, a step at a time between other work.
+        are therefore set up by the replica-steps loop, a step at a time between other work.
         That is safe because such a replica cannot act on stale state: until it has a state,
         requests for it get the retriable NOT_LEADER. Replicas that have a state (leadership
         and ISR changes) are always applied here at once, and the first snapshot and the
         re-read after a new ZooKeeper session apply everything before the broker serves or
         unfences.
+
+        Removing the replicas of a deleted topic takes ~0.2 ms each (closing files, renaming
+        the directory), so they are removed by the same loop, a step at a time, too. Meanwhile
+        nothing reaches them through the API, which resolves topics in the new snapshot (gone).
+        A partition applied again (the topic re-created under the same name) has its old
+        replica removed first, at once: a new topic never inherits the old one's log.
         """
         self._metadata = snapshot
         for name in delta.removed_topics:
             self._topic_configs.pop(name, None)
-            for replica in [p for p in self.replicas.partitions() if p.topic == name]:
-                self.replicas.remove(name, replica.partition, delete=True)
+            doomed = [(name, p.partition) for p in self.replicas.partitions() if p.topic == name]
+            if doomed:
+                log.info("removing the %d replicas of deleted topic %s", len(doomed), name)
+            self._removals.update(dict.fromkeys(doomed))
         todo = [*delta.partitions, *(self._unapplied - delta.partitions)]
         if self._first_snapshot or self._resync_pending:
             todo += [tp for tp in self._new_pending if tp not in delta.partitions]
@@ -244,8 +260,8 @@ class Broker:
                     self._new_pending[tp] = None
                     continue
             self._apply_partition(snapshot, tp)
-        if self._new_pending:
-            self._new_pending_event.set()
+        if self._new_pending or self._removals:
+            self._replica_steps_event.set()
         if self._first_snapshot:
             self._first_snapshot = False
             self._delete_orphan_logs(snapshot)
@@ -268,6 +284,8 @@ class Broker:
         if topic is None or tp[1] >= len(topic.partitions):
             self._unapplied.discard(tp)
             return
+        if tp in self._removals:  # the replica of a deleted topic of the same name
+            self._remove_replica(tp)
         try:
             self.replicas.apply(topic.partitions[tp[1]], self.topic_config(topic), topic.topic_id)
         except StorageError as exc:
@@ -277,17 +295,32 @@ class Broker:
         else:
             self._unapplied.discard(tp)
 
-    async def _new_replica_loop(self) -> None:
-        """Set up the replicas _on_metadata deferred, NEW_REPLICAS_PER_STEP at a time, each
-        from the latest metadata, letting the event loop run between steps."""
+    def _remove_replica(self, tp: TopicPartition) -> None:
+        """Stop hosting the replica of a deleted topic and delete its log (see _on_metadata).
+        A disk that refuses the rename leaves the directory, deleted at the next start as a
+        log no longer hosted."""
+        del self._removals[tp]
+        try:
+            self.replicas.remove(*tp, delete=True)
+        except StorageError as exc:
+            log.error("%s-%d: cannot delete the log of the deleted topic: %s", *tp, exc.message)
+
+    async def _replica_steps_loop(self) -> None:
+        """Remove the replicas of deleted topics, REMOVALS_PER_STEP at a time, then set up
+        the new replicas _on_metadata deferred, NEW_REPLICAS_PER_STEP at a time, each from
+        the latest metadata, letting the event loop run between steps."""
         while True:
-            await self._new_pending_event.wait()
-            self._new_pending_event.clear()
-            while self._new_pending:
-                step = list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
-                for tp in step:
-                    del self._new_pending[tp]
-                    self._apply_partition(self._metadata, tp)
+            await self._replica_steps_event.wait()
+            self._replica_steps_event.clear()
+            while self._removals or self._new_pending:
+                if self._removals:
+                    for tp in list(itertools.islice(self._removals, REMOVALS_PER_STEP)):
+                        self._remove_replica(tp)
+                else:
+                    step = list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
+                    for tp in step:
+                        del self._new_pending[tp]
+                        self._apply_partition(self._metadata, tp)
                 await asyncio.sleep(0)
 
     async def _reapply_loop(self, interval_s: float = 2.0) -> None:
@@ -460,7 +493,7 @@ class Broker:
             ),
             tasks.create_task(self._logs.flush_loop(self._flusher, 1000), name="flush"),
             tasks.create_task(self._reapply_loop(), name="reapply"),
-            tasks.create_task(self._new_replica_loop(), name="new-replicas"),
+            tasks.create_task(self._replica_steps_loop(), name="replica-steps"),
         ]
 
     async def _start_http(self) -> None:
