@@ -90,7 +90,8 @@ def build_app(
     app[REQUEST_METRICS] = metrics or RequestMetrics()
     if not local:  # workers add the CORS headers to what they relay
         install_cors(app, services.config)
-    app.add_routes(topics.routes())
+    # aiohttp tries the resources under one path prefix in the order they were added: the
+    # produce and fetch routes go first, so that their requests match at the first candidate.
     app.add_routes(
         [
             web.post("/topics/{topic}", produce_to_topic),
@@ -102,6 +103,7 @@ def build_app(
             web.post("/v3/clusters/{cluster_id}/topics/{topic}/records:batch", produce_batch_v3),
         ]
     )
+    app.add_routes(topics.routes())
     app.add_routes(v3.routes())
     app.add_routes(groups.routes())
     app.add_routes(consumers.routes())

@@ -23,7 +23,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -134,12 +134,14 @@ async def _job(request: web.Request) -> _Job:
     )
 
 
+_NO_PRODUCER: Final = [None, None, None]
+
+
 def producer_param(request: web.Request) -> ProducerInfo | None:
     """The idempotent producer identity of a request, from its headers (or None)."""
-    raw = [
-        request.headers.get(h) for h in (PRODUCER_ID_HEADER, PRODUCER_EPOCH_HEADER, SEQUENCE_HEADER)
-    ]
-    if all(v is None for v in raw):
+    headers = request.headers
+    raw = [headers.get(h) for h in (PRODUCER_ID_HEADER, PRODUCER_EPOCH_HEADER, SEQUENCE_HEADER)]
+    if raw == _NO_PRODUCER:
         return None
     if any(v is None or not v.strip().isdigit() or len(v.strip()) > 18 for v in raw):
         raise BrokerError(
