@@ -9,8 +9,11 @@ A broker that comes back makes each leader of its partitions expand the ISR at a
 moment: thousands of writes. Sent one by one, each is a round trip and a ZooKeeper transaction,
 and the client thread's work per request competes with the event loop for the GIL for
 seconds. So writes queued while a multi is in flight go out together in the next one (up to
-``BATCH`` of them): a multi fails whole, naming the op that failed; that write is answered on
-its own (the stored state, or NOT_LEADER when the znode is gone) and the rest are sent again.
+``BATCH`` of them). A multi fails whole, naming the op that failed; the batch's znodes are
+then read, all at once (pipelined): every write whose znode changed meanwhile is answered with
+the stored state (or NOT_LEADER when the znode is gone), and the rest are sent again. A batch
+with many lost races (the controller moving leaderships while leaders change their ISRs)
+thus costs one read and one more multi, not a multi and a read per lost race.
 
 Concurrency: everything runs on the event loop. A partition has at most one write in flight
 (its leader serialises its ISR changes), so a multi never holds two ops on one znode.
@@ -24,7 +27,7 @@ from typing import Final
 from kbroker.cluster import LeaderAndIsr
 from kbroker.coordination.errors import BadVersionError, NoNodeError
 from kbroker.coordination.metadata import state_from_znode, state_to_znode
-from kbroker.coordination.zk import SetDataOp, Stat, ZooKeeperClient
+from kbroker.coordination.zk import SetDataOp, Stat, ZooKeeperClient, pipelined
 from kbroker.coordination.znodes import TopicPartitionStateZNode
 from kbroker.errors import BrokerError, ErrorCode
 
@@ -111,27 +114,35 @@ class ZkIsrWriter:
             except (BadVersionError, NoNodeError) as exc:
                 if exc.op_index is None:
                     raise
-                await self._answer_alone(batch.pop(exc.op_index), exc)
+                batch = await self._still_current(batch)
                 continue
             for write, stat in zip(batch, stats, strict=True):
                 assert isinstance(stat, Stat)
                 write.written(stat)
             return
 
-    async def _answer_alone(self, write: _Write, exc: BadVersionError | NoNodeError) -> None:
-        """The write that failed the multi: the state stored now, or NOT_LEADER if none."""
-        if isinstance(exc, BadVersionError):
-            try:
-                data, stat = await self._zk.get(write.path)
-            except NoNodeError:
-                pass
-            except Exception as error:
-                write.fail(error)
-                return
+    async def _still_current(self, batch: list[_Write]) -> list[_Write]:
+        """After a failed multi: the writes of ``batch`` whose znode is still at the version
+        they expect. The others are answered now: the state stored instead, or NOT_LEADER
+        when the partition has no state znode."""
+        stored = await pipelined(self._read, [w.path for w in batch])
+        current = []
+        for write, found in zip(batch, stored, strict=True):
+            if found is None:
+                write.fail(
+                    BrokerError(
+                        f"{write.topic}-{write.partition} has no state", ErrorCode.NOT_LEADER
+                    )
+                )
+            elif found[1].version != write.state.zk_version:
+                data, stat = found
+                write.settle(state_from_znode(TopicPartitionStateZNode.decode(data), stat.version))
             else:
-                stored = TopicPartitionStateZNode.decode(data)
-                write.settle(state_from_znode(stored, stat.version))
-                return
-        write.fail(
-            BrokerError(f"{write.topic}-{write.partition} has no state", ErrorCode.NOT_LEADER)
-        )
+                current.append(write)
+        return current
+
+    async def _read(self, path: str) -> tuple[bytes, Stat] | None:
+        try:
+            return await self._zk.get(path)
+        except NoNodeError:
+            return None

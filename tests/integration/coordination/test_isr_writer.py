@@ -59,3 +59,22 @@ async def test_concurrent_isr_writes_share_multis(zk: ZooKeeperClient) -> None:
     assert results[7] == await _stored(zk, 7) and results[7].isr == (1,)  # lost the race
     missing = results[450]
     assert isinstance(missing, BrokerError) and missing.code is ErrorCode.NOT_LEADER
+
+
+async def test_many_lost_races_in_one_multi_cost_one_read(zk: ZooKeeperClient) -> None:
+    """The controller moving leaderships while the leaders expand or shrink their ISRs makes
+    many of one multi's writes stale at once. Answering them one failed multi at a time cost a
+    multi and a read per stale write; one read of the batch's znodes settles them all."""
+    for p in range(200):
+        path = TopicPartitionStateZNode.path("t", p)
+        await zk.create(path, state_to_znode(_state((1, 2), 0)), makepath=True)
+    for p in range(0, 200, 2):  # the controller wrote half of them meanwhile
+        await zk.set(TopicPartitionStateZNode.path("t", p), state_to_znode(_state((1,), 0)))
+    counting = CountingClient(zk)
+    writer = ZkIsrWriter(counting)  # type: ignore[arg-type]
+    expanded = _state((1, 2, 3), 0)
+    results = await asyncio.gather(*(writer.write_isr("t", p, expanded) for p in range(200)))
+    assert counting.multis == [200, 100]
+    for p in range(200):
+        assert results[p] == await _stored(zk, p)
+        assert results[p].isr == ((1,) if p % 2 == 0 else (1, 2, 3))
