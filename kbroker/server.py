@@ -55,6 +55,7 @@ from kbroker.errors import BrokerError, ErrorCode, StorageError
 from kbroker.group.coordinator import GroupCoordinator
 from kbroker.log.flusher import GroupCommitFlusher
 from kbroker.log.manager import LogManager
+from kbroker.log.partition_log import PartitionLog
 from kbroker.replication.endpoint import HttpLeaderEndpoint, LeaderEndpoint
 from kbroker.replication.fetcher import FetcherSettings, ReplicaFetcherManager
 from kbroker.replication.manager import ReplicaManager
@@ -67,9 +68,9 @@ log = logging.getLogger(__name__)
 #: Replicas new to this broker that one metadata update, or one step of the replica-steps
 #: loop, sets up at once (each creates and fsyncs its log files: ~1 ms here).
 NEW_REPLICAS_PER_STEP: Final = 32
-#: Replicas of deleted topics that one step of the replica-steps loop removes (each closes its
-#: files and renames its directory: ~0.2 ms here).
-REMOVALS_PER_STEP: Final = 64
+#: Logs of deleted topics' replicas that one step of the replica-steps loop deletes (each
+#: closes its files and renames its directory: ~0.2 ms here).
+LOG_DELETIONS_PER_STEP: Final = 64
 
 
 class Broker:
@@ -120,10 +121,10 @@ class Broker:
         self._new_pending: dict[TopicPartition, None] = {}
         """Partitions new to this broker beyond the first NEW_REPLICAS_PER_STEP of an update,
         in order: set up by the replica-steps loop a step at a time (see _on_metadata)."""
-        self._removals: dict[TopicPartition, None] = {}
-        """Replicas of deleted topics still hosted here, in order: removed (files closed,
-        directory renamed and purged) by the replica-steps loop a step at a time, or at once
-        when their partition is applied again (see _on_metadata)."""
+        self._removals: dict[TopicPartition, PartitionLog] = {}
+        """The logs of deleted topics' replicas (detached already), in order: deleted (files
+        closed, directory renamed and purged) by the replica-steps loop a step at a time, or
+        at once when their partition is applied again (see _on_metadata)."""
         self._replica_steps_event = asyncio.Event()
         self.draining = False
         """Set when stopping: answers carry ``Connection: close`` (api.app.broker_middleware)."""
@@ -185,10 +186,10 @@ class Broker:
         self, predicate: Callable[[ClusterMetadata], bool], timeout: float
     ) -> bool:
         """What topic administration waits for (within ``timeout``): the metadata satisfies
-        ``predicate`` *and* this broker has set up every new replica it deferred and removed
-        every replica of a deleted topic (_on_metadata), so that a topic created or grown here
-        takes records once the admin call answers, and a deleted one has left this broker's
-        disk (its directories renamed for the purge)."""
+        ``predicate`` *and* this broker has set up every new replica it deferred and deleted
+        the logs of deleted topics (_on_metadata), so that a topic created or grown here takes
+        records once the admin call answers, and a deleted one has left this broker's disk
+        (its directories renamed for the purge)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if not await self.wait_for_metadata(predicate, timeout):
@@ -232,19 +233,23 @@ class Broker:
         re-read after a new ZooKeeper session apply everything before the broker serves or
         unfences.
 
-        Removing the replicas of a deleted topic takes ~0.2 ms each (closing files, renaming
-        the directory), so they are removed by the same loop, a step at a time, too. Meanwhile
-        nothing reaches them through the API, which resolves topics in the new snapshot (gone).
-        A partition applied again (the topic re-created under the same name) has its old
-        replica removed first, at once: a new topic never inherits the old one's log.
+        The replicas of a deleted topic are detached here, at once (nothing reaches them any
+        more: not requests, not followers, and the role listeners hear they went OFFLINE),
+        but deleting a log takes ~0.2 ms (closing files, renaming the directory), so their
+        logs are deleted by the same loop, a step at a time. A partition applied again (the
+        topic re-created under the same name) has its old log deleted first, at once: a new
+        topic never inherits the old one's log.
         """
         self._metadata = snapshot
         for name in delta.removed_topics:
             self._topic_configs.pop(name, None)
-            doomed = [(name, p.partition) for p in self.replicas.partitions() if p.topic == name]
+            doomed = [p.partition for p in self.replicas.partitions() if p.topic == name]
             if doomed:
                 log.info("removing the %d replicas of deleted topic %s", len(doomed), name)
-            self._removals.update(dict.fromkeys(doomed))
+            for partition in doomed:
+                detached = self.replicas.detach(name, partition)
+                if detached is not None:
+                    self._removals[(name, partition)] = detached
         todo = [*delta.partitions, *(self._unapplied - delta.partitions)]
         if self._first_snapshot or self._resync_pending:
             todo += [tp for tp in self._new_pending if tp not in delta.partitions]
@@ -284,8 +289,8 @@ class Broker:
         if topic is None or tp[1] >= len(topic.partitions):
             self._unapplied.discard(tp)
             return
-        if tp in self._removals:  # the replica of a deleted topic of the same name
-            self._remove_replica(tp)
+        if tp in self._removals:  # the log of a deleted topic of the same name
+            self._delete_detached_log(tp)
         try:
             self.replicas.apply(topic.partitions[tp[1]], self.topic_config(topic), topic.topic_id)
         except StorageError as exc:
@@ -295,18 +300,18 @@ class Broker:
         else:
             self._unapplied.discard(tp)
 
-    def _remove_replica(self, tp: TopicPartition) -> None:
-        """Stop hosting the replica of a deleted topic and delete its log (see _on_metadata).
-        A disk that refuses the rename leaves the directory, deleted at the next start as a
-        log no longer hosted."""
-        del self._removals[tp]
+    def _delete_detached_log(self, tp: TopicPartition) -> None:
+        """Delete the log of a deleted topic's replica (see _on_metadata), unless its name
+        was taken again meanwhile. A disk that refuses the rename leaves the directory,
+        deleted at the next start as a log no longer hosted."""
+        detached = self._removals.pop(tp)
         try:
-            self.replicas.remove(*tp, delete=True)
+            self._logs.delete_log(*tp, only=detached)
         except StorageError as exc:
             log.error("%s-%d: cannot delete the log of the deleted topic: %s", *tp, exc.message)
 
     async def _replica_steps_loop(self) -> None:
-        """Remove the replicas of deleted topics, REMOVALS_PER_STEP at a time, then set up
+        """Delete the logs of deleted topics, LOG_DELETIONS_PER_STEP at a time, then set up
         the new replicas _on_metadata deferred, NEW_REPLICAS_PER_STEP at a time, each from
         the latest metadata, letting the event loop run between steps."""
         while True:
@@ -314,8 +319,8 @@ class Broker:
             self._replica_steps_event.clear()
             while self._removals or self._new_pending:
                 if self._removals:
-                    for tp in list(itertools.islice(self._removals, REMOVALS_PER_STEP)):
-                        self._remove_replica(tp)
+                    for tp in list(itertools.islice(self._removals, LOG_DELETIONS_PER_STEP)):
+                        self._delete_detached_log(tp)
                 else:
                     step = list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
                     for tp in step:

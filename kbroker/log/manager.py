@@ -174,16 +174,19 @@ class LogManager:
     def all_logs(self) -> list[PartitionLog]:
         return list(self._logs.values())
 
-    def delete_log(self, topic: str, partition: int) -> bool:
-        """Close and remove a log; False if absent. The directory is renamed
+    def delete_log(self, topic: str, partition: int, *, only: PartitionLog | None = None) -> bool:
+        """Close and remove a log; False if absent (or, with ``only``, if the log under that
+        name is another one: a log detached for deletion whose name was taken again by a
+        topic re-created meanwhile is never the new one). The directory is renamed
         ``<dir>.<uuid>-delete`` at once and removed in a worker thread when an event loop runs
         (inline otherwise): a topic of thousands of partitions deleted at once held the loop
         for seconds. A crash before the removal leaves a ``-delete`` directory, removed at
         load; one before the rename is on disk brings the log back under its name, and the
         broker deletes it as a log no longer hosted (or of an older topic id) at start."""
-        log = self._logs.pop((topic, partition), None)
-        if log is None:
+        log = self._logs.get((topic, partition))
+        if log is None or (only is not None and log is not only):
             return False
+        del self._logs[(topic, partition)]
         log.close()
         doomed = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}-delete")
         try:

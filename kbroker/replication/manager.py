@@ -55,7 +55,9 @@ class LogStore(Protocol):
 
     def get(self, topic: str, partition: int) -> PartitionLog | None: ...
 
-    def delete_log(self, topic: str, partition: int) -> bool: ...
+    def delete_log(
+        self, topic: str, partition: int, *, only: PartitionLog | None = None
+    ) -> bool: ...
 
 
 class ProducerInfo(NamedTuple):
@@ -205,15 +207,23 @@ class ReplicaManager:
         return plog
 
     def remove(self, topic: str, partition: int, *, delete: bool) -> None:
-        """Stop hosting a replica (topic deleted or reassigned away)."""
+        """Stop hosting a replica (reassigned away), and with ``delete`` delete its log."""
+        log = self.detach(topic, partition)
+        if log is not None and delete:
+            self._logs.delete_log(topic, partition, only=log)
+
+    def detach(self, topic: str, partition: int) -> PartitionLog | None:
+        """Stop hosting a replica at once: requests and followers no longer reach it, and the
+        role listeners hear it went OFFLINE. Returns its log, left open for the caller to
+        delete (``LogManager.delete_log(..., only=log)``), or None if it was not hosted."""
         tp = (topic, partition)
         replica = self._partitions.pop(tp, None)
         self._fetchers.unfollow(tp)
-        if replica is not None:
-            replica.make_offline(None, ())
-            self._notify(replica)
-            if delete:
-                self._logs.delete_log(topic, partition)
+        if replica is None:
+            return None
+        replica.make_offline(None, ())
+        self._notify(replica)
+        return replica.log
 
     def hosted_topics(self) -> set[str]:
         return {tp[0] for tp in self._partitions}

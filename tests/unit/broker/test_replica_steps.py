@@ -1,7 +1,7 @@
-"""How a broker applies metadata to its replicas: the replicas of a deleted topic are removed a
-step at a time by the replica-steps loop, and a topic re-created under the same name never
-inherits the old replica. The broker is real but not started; its replica manager is a fake
-that records what the broker asks of it."""
+"""How a broker applies metadata to its replicas: the replicas of a deleted topic are detached at
+once and their logs deleted a step at a time by the replica-steps loop, and a topic re-created
+under the same name never inherits an old log. The broker is real but not started; its replica
+manager and log manager are fakes that record what the broker asks of them."""
 
 from __future__ import annotations
 
@@ -13,23 +13,44 @@ from pathlib import Path
 from kbroker.cluster import BrokerInfo, ClusterMetadata, LeaderAndIsr, PartitionInfo, TopicInfo
 from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.coordination.metadata import MetadataDelta
-from kbroker.server import REMOVALS_PER_STEP, Broker
+from kbroker.server import LOG_DELETIONS_PER_STEP, Broker
+
+
+@dataclass(eq=False)
+class FakeLog:
+    topic: str
+    partition: int
+    topic_id: str
 
 
 @dataclass
 class FakeReplica:
     topic: str
     partition: int
-    topic_id: str
-    state: LeaderAndIsr | None
+    log: FakeLog
+
+
+@dataclass
+class FakeStore:
+    """The logs (LogManager): what exists under each name, and what the broker deletes."""
+
+    logs: dict[tuple[str, int], FakeLog] = field(default_factory=dict)
+    deleted: list[FakeLog] = field(default_factory=list)
+
+    def delete_log(self, topic: str, partition: int, *, only: FakeLog | None = None) -> bool:
+        log = self.logs.get((topic, partition))
+        if log is None or (only is not None and log is not only):
+            return False
+        self.deleted.append(self.logs.pop((topic, partition)))
+        return True
 
 
 @dataclass
 class FakeReplicas:
     """The part of ReplicaManager the metadata path uses."""
 
+    store: FakeStore
     hosted: dict[tuple[str, int], FakeReplica] = field(default_factory=dict)
-    calls: list[tuple[str, str, int]] = field(default_factory=list)
 
     def partitions(self) -> Iterator[FakeReplica]:
         return iter(list(self.hosted.values()))
@@ -38,15 +59,16 @@ class FakeReplicas:
         return self.hosted.get((topic, partition))
 
     def apply(self, info: PartitionInfo, _config: TopicConfig, topic_id: str) -> None:
-        self.calls.append(("apply", info.topic, info.partition))
-        self.hosted[(info.topic, info.partition)] = FakeReplica(
-            info.topic, info.partition, topic_id, info.state
-        )
+        tp = (info.topic, info.partition)
+        if tp not in self.hosted:
+            log = self.store.logs.get(tp)
+            assert log is None or log.topic_id == topic_id, "a new replica got an old log"
+            self.store.logs[tp] = log or FakeLog(info.topic, info.partition, topic_id)
+            self.hosted[tp] = FakeReplica(info.topic, info.partition, self.store.logs[tp])
 
-    def remove(self, topic: str, partition: int, *, delete: bool) -> None:
-        assert delete
-        self.calls.append(("remove", topic, partition))
-        del self.hosted[(topic, partition)]
+    def detach(self, topic: str, partition: int) -> FakeLog | None:
+        replica = self.hosted.pop((topic, partition), None)
+        return None if replica is None else replica.log
 
 
 def topic(name: str, partitions: int, topic_id: str) -> TopicInfo:
@@ -80,9 +102,10 @@ async def started_broker(tmp_path: Path, first: ClusterMetadata) -> tuple[Broker
         {"broker.id": 1, "zookeeper.connect": "zk:2181", "data.dir": str(tmp_path)}
     )
     broker = Broker(config)
-    replicas = FakeReplicas()
+    replicas = FakeReplicas(FakeStore())
     broker.replicas = replicas  # type: ignore[assignment]
-    broker._first_snapshot = False  # no orphan-log sweep: there is no log manager to sweep
+    broker._logs = replicas.store  # type: ignore[assignment]
+    broker._first_snapshot = False  # no orphan-log sweep
     every = set().union(*map(all_of, first.topics.values()))
     broker._on_metadata(first, MetadataDelta(partitions=every))
     await run_steps(broker)  # the new replicas beyond the first step
@@ -105,33 +128,47 @@ async def _until_idle(broker: Broker) -> None:
     raise AssertionError("the replica-steps loop did not finish in 100 steps")
 
 
-async def test_a_deleted_topic_is_removed_a_step_at_a_time(tmp_path: Path) -> None:
+async def test_a_deleted_topic_is_detached_at_once_and_deleted_a_step_at_a_time(
+    tmp_path: Path,
+) -> None:
     old = topic("t", 200, "old")
     broker, replicas = await started_broker(tmp_path, snapshot(old))
-    replicas.calls.clear()
     broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
-    assert replicas.calls == []  # nothing removed on the metadata path itself
-    assert len(broker._removals) == 200
+    assert replicas.hosted == {}  # nothing reaches the replicas any more
+    assert replicas.store.deleted == []  # but no log was deleted on the metadata path
     task = asyncio.create_task(broker._replica_steps_loop())
     await asyncio.sleep(0)  # the loop runs its first step, then lets others run
-    assert len(replicas.calls) == REMOVALS_PER_STEP
+    assert len(replicas.store.deleted) == LOG_DELETIONS_PER_STEP
     await _until_idle(broker)
     task.cancel()
-    assert sorted(c[2] for c in replicas.calls) == list(range(200))
-    assert replicas.hosted == {}
+    assert sorted(log.partition for log in replicas.store.deleted) == list(range(200))
+    assert replicas.store.logs == {}
 
 
-async def test_a_topic_recreated_before_its_removal_gets_new_replicas(tmp_path: Path) -> None:
+async def test_a_topic_recreated_before_its_logs_are_deleted_gets_new_logs(
+    tmp_path: Path,
+) -> None:
     old = topic("t", 100, "old")
     broker, replicas = await started_broker(tmp_path, snapshot(old))
     broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
-    replicas.calls.clear()
     new = topic("t", 10, "new")  # re-created with fewer partitions, before any step ran
     broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
-    # each re-created partition first loses the old replica, then gets the new one
-    for p in range(10):
-        assert replicas.calls.index(("remove", "t", p)) < replicas.calls.index(("apply", "t", p))
-    assert {r.topic_id for r in replicas.hosted.values() if r.partition < 10} == {"new"}
-    await run_steps(broker)  # the old partitions beyond the new count
+    # FakeReplicas.apply asserts that no new replica got an old log
+    assert {r.log.topic_id for r in replicas.hosted.values()} == {"new"}
+    await run_steps(broker)  # the old logs beyond the new partition count
     assert sorted(replicas.hosted) == sorted(all_of(new))
-    assert {r.topic_id for r in replicas.hosted.values()} == {"new"}
+    assert {log.topic_id for log in replicas.store.logs.values()} == {"new"}
+    assert sorted(log.partition for log in replicas.store.deleted) == list(range(100))
+    assert {log.topic_id for log in replicas.store.deleted} == {"old"}
+
+
+async def test_a_name_taken_again_keeps_its_new_log(tmp_path: Path) -> None:
+    """A log detached for deletion whose name a new log took meanwhile (by another path than
+    the broker's own re-application) is skipped: the deletion never hits the new log."""
+    old = topic("t", 1, "old")
+    broker, replicas = await started_broker(tmp_path, snapshot(old))
+    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
+    newer = FakeLog("t", 0, "new")
+    replicas.store.logs[("t", 0)] = newer
+    await run_steps(broker)
+    assert replicas.store.logs == {("t", 0): newer} and replicas.store.deleted == []

@@ -96,6 +96,20 @@ def test_delete_log(tmp_path: Path, clock: FakeClock) -> None:
     again.close()
 
 
+def test_delete_log_only_deletes_the_log_it_names(tmp_path: Path, clock: FakeClock) -> None:
+    """A log detached for deletion whose name a re-created topic took is not the new log."""
+    manager = _manager(tmp_path, clock)
+    old = manager.get_or_create("t", 0)
+    assert manager.delete_log("t", 0)  # (as the old topic's mismatched id makes the broker do)
+    new = manager.get_or_create("t", 0)
+    append(new, payload_for(0))
+    assert not manager.delete_log("t", 0, only=old)
+    assert manager.get("t", 0) is new and new.log_end_offset == 1
+    assert manager.delete_log("t", 0, only=new)
+    assert manager.get("t", 0) is None
+    manager.close()
+
+
 def test_truncation_checkpoints_recovery_points(tmp_path: Path, clock: FakeClock) -> None:
     manager = _manager(tmp_path, clock)
     log = manager.get_or_create("t", 0)
