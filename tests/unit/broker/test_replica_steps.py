@@ -113,6 +113,15 @@ async def started_broker(tmp_path: Path, first: ClusterMetadata) -> tuple[Broker
     return broker, replicas
 
 
+async def deleted_topic(tmp_path: Path, partitions: int) -> tuple[Broker, FakeReplicas]:
+    """A broker that hosted topic ``t`` of ``partitions`` partitions and has just seen its
+    deletion (no step of the replica-steps loop has run since)."""
+    old = topic("t", partitions, "old")
+    broker, replicas = await started_broker(tmp_path, snapshot(old))
+    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
+    return broker, replicas
+
+
 async def run_steps(broker: Broker) -> None:
     """Run the replica-steps loop until it has nothing left (at most 100 steps)."""
     task = asyncio.create_task(broker._replica_steps_loop())
@@ -131,9 +140,7 @@ async def _until_idle(broker: Broker) -> None:
 async def test_a_deleted_topic_is_detached_at_once_and_deleted_a_step_at_a_time(
     tmp_path: Path,
 ) -> None:
-    old = topic("t", 200, "old")
-    broker, replicas = await started_broker(tmp_path, snapshot(old))
-    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
+    broker, replicas = await deleted_topic(tmp_path, 200)
     assert replicas.hosted == {}  # nothing reaches the replicas any more
     assert replicas.store.deleted == []  # but no log was deleted on the metadata path
     task = asyncio.create_task(broker._replica_steps_loop())
@@ -148,9 +155,7 @@ async def test_a_deleted_topic_is_detached_at_once_and_deleted_a_step_at_a_time(
 async def test_a_topic_recreated_before_its_logs_are_deleted_gets_new_logs(
     tmp_path: Path,
 ) -> None:
-    old = topic("t", 100, "old")
-    broker, replicas = await started_broker(tmp_path, snapshot(old))
-    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
+    broker, replicas = await deleted_topic(tmp_path, 100)
     new = topic("t", 10, "new")  # re-created with fewer partitions, before any step ran
     broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
     # FakeReplicas.apply asserts that no new replica got an old log
@@ -165,9 +170,7 @@ async def test_a_topic_recreated_before_its_logs_are_deleted_gets_new_logs(
 async def test_a_name_taken_again_keeps_its_new_log(tmp_path: Path) -> None:
     """A log detached for deletion whose name a new log took meanwhile (by another path than
     the broker's own re-application) is skipped: the deletion never hits the new log."""
-    old = topic("t", 1, "old")
-    broker, replicas = await started_broker(tmp_path, snapshot(old))
-    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(old), removed_topics={"t"}))
+    broker, replicas = await deleted_topic(tmp_path, 1)
     newer = FakeLog("t", 0, "new")
     replicas.store.logs[("t", 0)] = newer
     await run_steps(broker)
