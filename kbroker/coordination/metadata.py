@@ -304,8 +304,12 @@ class MetadataWatcher:
         await self._load_config(name)
 
     async def _load_state(self, name: str, partition: int) -> None:
+        """Re-read one partition's state (watch armed again). Not for a topic marked for
+        deletion: the controller is deleting those states, and re-reading each (a get and an
+        exists with a watch, on every broker) slowed the deletion of thousands of them; the
+        topic leaves the metadata with its topic znode."""
         topic = self._topics.get(name)
-        if topic is None or partition not in topic.replicas:
+        if topic is None or partition not in topic.replicas or name in self._deleting:
             return
         path = TopicPartitionStateZNode.path(name, partition)
         found = await self._get_or_watch_creation(path)
