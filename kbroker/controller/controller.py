@@ -441,8 +441,8 @@ class Controller:
                 if isinstance(exc, NodeExistsError):
                     pending = await self._still_missing(pending)
                     continue
-                culprit = _op_owner([len(o) for _, _, o in pending], exc.op_index - 1)
-                del pending[culprit]
+                # BadVersion: only an update (one setData per partition, after the guard) fails so
+                del pending[exc.op_index - 1]
                 continue
             for info, state, _ in pending:
                 self._log_state(info, state)
@@ -583,16 +583,6 @@ class Controller:
             raise BrokerError(
                 f"Broker {self._config.broker_id} is not the controller", ErrorCode.NOT_CONTROLLER
             )
-
-
-def _op_owner(sizes: list[int], op_index: int) -> int:
-    """The entry owning op ``op_index`` when entry i has ``sizes[i]`` consecutive ops."""
-    first = 0
-    for i, size in enumerate(sizes):
-        if op_index < first + size:
-            return i
-        first += size
-    raise ValueError(f"op {op_index} beyond {first} ops")
 
 
 def _lookup(metadata: ClusterMetadata, tp: tuple[str, int]) -> PartitionInfo | None:
