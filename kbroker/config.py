@@ -366,10 +366,11 @@ BROKER_SETTINGS: Final[tuple[Setting, ...]] = (
         type=int,
         default=0,
         check=between(0, 64),
-        doc="HTTP worker processes besides the broker (SO_REUSEPORT on the same address). "
-        "They parse and encode produce bodies and render fetched records, so that JSON work "
-        "uses more than one core; 0 serves everything from the broker process. See "
-        "docs/benchmarks.md for what they gain on a given machine.",
+        doc="HTTP worker processes that take every client connection (SO_REUSEPORT on the "
+        "broker's address, which the broker process then does not listen on). They parse and "
+        "encode produce bodies and render fetched records, so that JSON work uses more than "
+        "one core; 0 serves everything from the broker process. See docs/benchmarks.md for "
+        "what they gain on a given machine.",
     ),
     Setting(
         name="access.control.allow.origin",

@@ -292,7 +292,8 @@ class PartitionRecords:
     response reports offset ``base_offset + i`` for ``positions[i]``.
     """
 
-    payload: bytes
+    payload: bytes | memoryview
+    """The batch payload (a view only for a worker's batches, valid while they are served)."""
     record_count: int
     attributes: int
     first_timestamp: int

@@ -20,6 +20,7 @@ import logging
 import os
 import resource
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -32,7 +33,9 @@ from kbroker.api.app import build_app
 from kbroker.api.forward import HttpPeerClient
 from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
 from kbroker.api.observability import RequestMetrics
-from kbroker.api.worker_pool import WorkerPool, worker_socket_path
+from kbroker.api.worker_calls import serve_worker_call
+from kbroker.api.worker_link import LinkServer
+from kbroker.api.worker_pool import WorkerPool, worker_link_path, worker_socket_path
 from kbroker.clock import Clock, SystemClock
 from kbroker.cluster import ClusterMetadata, TopicInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
@@ -113,6 +116,7 @@ class Broker:
         self._runner: web.AppRunner | None = None
         self._local_runner: web.AppRunner | None = None
         self._workers: WorkerPool | None = None
+        self._link_server: asyncio.AbstractServer | None = None
         self._resync_pending = False
         self._first_snapshot = True
         self._unapplied: set[TopicPartition] = set()
@@ -502,42 +506,40 @@ class Broker:
         ]
 
     async def _start_http(self) -> None:
-        """Serve HTTP on the configured address and, with worker processes, on the Unix
-        socket they relay through (all sharing the address with SO_REUSEPORT)."""
-        metrics = RequestMetrics()  # one count for both applications
-        self._runner = web.AppRunner(
-            build_app(self, metrics=metrics),
+        """Serve HTTP on the configured address or, with worker processes, start them: they
+        take every client connection (sharing the address with SO_REUSEPORT) and reach this
+        process over two Unix sockets, the lean link for their hot calls and HTTP for the
+        rest (kbroker.api.worker)."""
+        metrics = RequestMetrics()
+        workers = self.config.num_http_workers > 0
+        runner = web.AppRunner(
+            build_app(self, local=workers, metrics=metrics),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
             auto_decompress=False,  # bodies are decoded by kbroker.api.encoding
         )
-        await self._runner.setup()
-        host, _, port = self.config.listen.rpartition(":")
-        workers = self.config.num_http_workers > 0
-        site = web.TCPSite(
-            self._runner,
-            host.strip("[]"),
-            int(port),
-            backlog=1024,
-            reuse_address=True,
-            reuse_port=workers or None,
-        )
-        await site.start()
-        if workers:
-            self._local_runner = web.AppRunner(
-                build_app(self, local=True, metrics=metrics),
-                access_log=None,
-                handle_signals=False,
-                shutdown_timeout=2.0,
-                auto_decompress=False,
+        await runner.setup()
+        if not workers:
+            self._runner = runner
+            host, _, port = self.config.listen.rpartition(":")
+            site = web.TCPSite(
+                runner, host.strip("[]"), int(port), backlog=1024, reuse_address=True
             )
-            await self._local_runner.setup()
-            socket = worker_socket_path(self.config)
-            socket.unlink(missing_ok=True)
-            await web.UnixSite(self._local_runner, str(socket)).start()
-            self._workers = WorkerPool(self.config)
-            self._workers.start()
+            await site.start()
+            return
+        self._local_runner = runner
+        socket = worker_socket_path(self.config)
+        socket.unlink(missing_ok=True)
+        await web.UnixSite(runner, str(socket)).start()
+        link = worker_link_path(self.config)
+        link.unlink(missing_ok=True)
+        dispatch = partial(serve_worker_call, self, metrics)
+        self._link_server = await asyncio.get_running_loop().create_unix_server(
+            lambda: LinkServer(dispatch), str(link)
+        )
+        self._workers = WorkerPool(self.config)
+        self._workers.start()
 
     async def _stop_listening(self) -> None:
         """Stop accepting client connections (open ones keep being served): from here a client
@@ -546,11 +548,16 @@ class Broker:
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
+        if self._workers is not None:
+            self._workers.stop_listening()
 
     async def _stop_http(self) -> None:
         if self._workers is not None:
             await self._workers.stop()
             self._workers = None
+        if self._link_server is not None:
+            self._link_server.close()
+            self._link_server = None
         for runner in (self._local_runner, self._runner):
             if runner is not None:
                 await runner.cleanup()

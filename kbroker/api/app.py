@@ -26,12 +26,7 @@ from kbroker.api.errors import Handler, answer_or_error
 from kbroker.api.fetch import fetch_batches, fetch_messages, fetch_records
 from kbroker.api.forward import original_host
 from kbroker.api.observability import REQUEST_METRICS, RequestMetrics
-from kbroker.api.produce import (
-    WORKER_APPEND_PATH,
-    append_from_worker,
-    produce_to_partition,
-    produce_to_topic,
-)
+from kbroker.api.produce import produce_to_partition, produce_to_topic
 from kbroker.api.produce_v3 import produce_batch_v3, produce_v3
 from kbroker.api.services import SERVICES, Services
 
@@ -80,8 +75,8 @@ async def _without_trailing_slash(
 def build_app(
     services: Services, *, local: bool = False, metrics: RequestMetrics | None = None
 ) -> web.Application:
-    """A ready-to-run application serving ``services``. The ``local`` one (served on the
-    broker's Unix socket to its HTTP worker processes) also takes their encoded appends."""
+    """A ready-to-run application serving ``services``. The ``local`` one is served on the
+    broker's Unix socket to its HTTP worker processes, which add CORS headers themselves."""
     app = web.Application(
         middlewares=[broker_middleware],
         client_max_size=services.config.max_request_bytes,
@@ -111,6 +106,4 @@ def build_app(
     app.add_routes(internal.routes())
     app.add_routes(openapi.routes())
     app.add_routes(observability.routes())
-    if local:
-        app.add_routes([web.post(WORKER_APPEND_PATH + "/{topic}", append_from_worker)])
     return app

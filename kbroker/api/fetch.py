@@ -25,7 +25,7 @@ from aiohttp import web
 from kbroker.api.errors import json_response
 from kbroker.api.media import MEDIA_OF_FORMAT, MEDIA_OF_FORMAT_V1, accepted_format
 from kbroker.api.params import int_param, offset_param, partition_path, topic_path
-from kbroker.api.services import SERVICES
+from kbroker.api.services import SERVICES, Services
 from kbroker.config import BrokerConfig
 from kbroker.records import render_batches
 from kbroker.replication.partition import ReadResult
@@ -96,12 +96,22 @@ def read_params(request: web.Request, config: BrokerConfig) -> ReadParams:
 async def _read(request: web.Request, read: ReadParams) -> ReadResult | web.Response:
     """The leader's read, or the leader's answer when this broker is not the leader."""
     services = request.app[SERVICES]
-    metadata = services.metadata
-    leader = metadata.partition(read.topic, read.partition).leader
-    if leader != services.config.broker_id and FORWARDED_HEADER not in request.headers:
+    result = await read_as_leader(services, read, forwarded=FORWARDED_HEADER in request.headers)
+    if result is None:
         return await services.peers.forward(
-            request, metadata.leader_url(read.topic, read.partition)
+            request, services.metadata.leader_url(read.topic, read.partition)
         )
+    return result
+
+
+async def read_as_leader(
+    services: Services, read: ReadParams, *, forwarded: bool = False
+) -> ReadResult | None:
+    """This broker's read of ``read``, or None when another broker leads the partition and the
+    request was not forwarded here (a forwarded read is served, or refused, by the replica)."""
+    leader = services.metadata.partition(read.topic, read.partition).leader
+    if leader != services.config.broker_id and not forwarded:
+        return None
     return await services.replicas.fetch(
         read.topic,
         read.partition,

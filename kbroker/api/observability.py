@@ -59,8 +59,11 @@ class RequestMetrics:
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        key = (request.method, route)
-        self.counts[(request.method, route, status)] += 1
+        self.record(request.method, route, status, seconds)
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route)
+        self.counts[(method, route, status)] += 1
         self.buckets[key][bisect_left(BUCKETS, seconds)] += 1
         self.sums[key] += seconds
 

@@ -99,7 +99,8 @@ class _Job:
     """One produce request, validated: what every per-partition step needs. Its records are
     either a parsed ``body`` or, from a worker process, ``encoded`` batches."""
 
-    request: web.Request
+    request: web.Request | None
+    """The client's request (None for a worker's link call: see :class:`NeedsRequest`)."""
     services: Services
     topic: TopicInfo
     body: ProduceBody | None
@@ -358,6 +359,8 @@ async def _unless_leader_moves(
 
 async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[Outcome]:
     services = job.services
+    if job.request is None:
+        raise NeedsRequest
     url = services.metadata.leader_url(job.topic.name, partition)
     if job.encoded is not None:
         payload = job.encoded.records_json()
@@ -398,13 +401,12 @@ async def _forward(job: _Job, partition: int, positions: Sequence[int]) -> list[
 
 #: Response header telling an HTTP worker to hand the original request to the main process.
 SLOW_PATH_HEADER = "X-KBroker-Slow-Path"
-WORKER_APPEND_PATH = "/internal/v1/worker/append"
 _FRAME = struct.Struct(">I")
 
 
 def encode_frames(batches: Sequence[PartitionRecords]) -> bytes:
     """A worker's batches as one body: count, then per batch a JSON header and the payload."""
-    parts = [_FRAME.pack(len(batches))]
+    parts: list[bytes | memoryview] = [_FRAME.pack(len(batches))]
     for batch in batches:
         meta = orjson.dumps(
             [batch.record_count, batch.attributes, batch.first_timestamp, batch.max_timestamp]
@@ -413,7 +415,8 @@ def encode_frames(batches: Sequence[PartitionRecords]) -> bytes:
     return b"".join(parts)
 
 
-def _decode_frames(data: bytes) -> list[PartitionRecords]:
+def _decode_frames(data: bytes | memoryview) -> list[PartitionRecords]:
+    """The batches of :func:`encode_frames`; their payloads are views of ``data``."""
     view = memoryview(data)
     try:
         (count,), position = _FRAME.unpack_from(view, 0), 4
@@ -425,7 +428,9 @@ def _decode_frames(data: bytes) -> list[PartitionRecords]:
             )
             position += 4 + size
             (size,) = _FRAME.unpack_from(view, position)
-            payload = bytes(view[position + 4 : position + 4 + size])
+            payload = view[position + 4 : position + 4 + size]
+            if len(payload) != size:
+                raise ValueError(f"payload of {len(payload)} bytes, {size} announced")
             position += 4 + size
             out.append(
                 PartitionRecords(
@@ -442,19 +447,32 @@ def _decode_frames(data: bytes) -> list[PartitionRecords]:
     return out
 
 
-async def append_from_worker(request: web.Request) -> web.Response:
-    """Records a worker process has already parsed, checked and encoded, for one partition
-    (``partition=-1``: keyless records of a topic-level request, sticky as here). The answer is
-    the Confluent produce response. When this topic needs what the worker did not do (a batch
-    split by max.message.bytes, LogAppendTime), the answer carries the slow-path header and the
-    worker hands the original request over instead."""
-    services = request.app[SERVICES]
-    topic = await services.ensure_topic(topic_path(request))
-    partition = int(request.query["partition"])
+class NeedsRequest(Exception):
+    """The records must be forwarded to the partition's leader, which needs the client's
+    request: a worker hands it over instead (the slow path)."""
+
+
+async def append_encoded(
+    services: Services,
+    topic_name: str,
+    partition: int,
+    *,
+    codec: int,
+    acks: int,
+    producer: ProducerInfo | None,
+    frames: bytes | memoryview,
+) -> bytes | None:
+    """Append records a worker process has already parsed, checked and encoded (``frames``,
+    see :func:`encode_frames`) to one partition (``partition=-1``: keyless records of a
+    topic-level request, sticky as here). Returns what the worker renders the Confluent answer
+    from (:func:`encode_worker_outcome`), or None when this topic needs what the worker did not
+    do (a batch split by max.message.bytes, LogAppendTime): the worker then hands over the
+    original request; so does a partition led by another broker (raises NeedsRequest)."""
+    topic = await services.ensure_topic(topic_name)
     if partition < 0:
         partition = services.sticky_partition(topic)
     topic.partition(partition)
-    batches = _decode_frames(await request.read())
+    batches = _decode_frames(frames)
     config = services.topic_config(topic)
     log_append_time = config.message_timestamp_type == "LogAppendTime"
     if any(
@@ -462,20 +480,24 @@ async def append_from_worker(request: web.Request) -> web.Response:
         or (log_append_time and b.attributes & ATTR_RECORD_TIMESTAMPS)
         for b in batches
     ):
-        return web.Response(status=409, headers={SLOW_PATH_HEADER: "1"})
-    encoded = Encoded(codec=PayloadCodec(int(request.query["codec"])), batches=batches)
+        return None
+    try:
+        payload_codec = PayloadCodec(codec)
+    except ValueError as exc:
+        raise BrokerError(f"bad worker append: {exc}", ErrorCode.INVALID_PAYLOAD) from exc
+    encoded = Encoded(codec=payload_codec, batches=batches)
     job = _Job(
-        request=request,
+        request=None,
         services=services,
         topic=topic,
         body=None,
-        acks=acks_param(request, ACKS_HEADER),
+        acks=acks,
         forwarded=False,
-        producer=producer_param(request),
+        producer=producer,
         encoded=encoded,
     )
     outcome = await _produce_partition(job, partition, range(encoded.record_count))
-    return json_response(encode_worker_outcome(partition, job.acks, outcome))
+    return encode_worker_outcome(partition, acks, outcome)
 
 
 def encode_worker_outcome(partition: int, acks: int, outcome: int | list[Outcome]) -> bytes:

@@ -1,20 +1,24 @@
 """HTTP worker processes: more cores for the CPU-heavy part of produce and fetch.
 
-With ``num.http.workers`` > 0 the broker starts that many worker processes. Each listens on the
-broker's own address (``SO_REUSEPORT``: the kernel spreads new connections over the broker and
-its workers) and talks to the broker over a Unix socket in the data directory. A worker owns no
+With ``num.http.workers`` > 0 the broker starts that many worker processes. They take every
+client connection: each listens on the broker's address (``SO_REUSEPORT``: the kernel spreads
+new connections over the workers; the broker process does not listen there) and talks to the
+broker over two Unix sockets in the data directory: the lean link
+(kbroker.api.worker_link) for the two hot calls, HTTP for everything else. A worker owns no
 state and no partition; it only moves per-record work off the broker's event loop:
 
 * **produce** (keyless records to a topic, or records to a partition): the worker parses and
-  checks the body and encodes the batch; the broker only appends it (or forwards it to the
-  leader) and answers. Keyed or partition-naming topic-level requests, and anything the topic
-  needs handled differently (see ``append_from_worker``), go to the broker as they came;
-* **stateless fetch**: the broker reads the batches (forwarding to the leader if needed) and
-  the worker renders them as JSON records;
-* **everything else** is relayed to the broker unchanged.
+  checks the body and encodes the batch; the broker only appends it and answers
+  (kbroker.api.worker_calls). Keyed or partition-naming topic-level requests, and whatever the
+  broker answers with the slow-path header (the partition is led by another broker, the topic
+  needs the broker to encode: see ``append_encoded``), go to the broker over HTTP as they came;
+* **stateless fetch**: the broker reads the batches and the worker renders them as JSON
+  records (a partition led by another broker: read over HTTP, which the broker forwards);
+* **everything else** is relayed to the broker over HTTP unchanged.
 
-Answers are the same as the broker's own, byte for byte, whichever process a connection lands
-on. A worker exits when its parent broker is gone.
+Answers are the same as the broker's own, byte for byte, whichever worker a connection lands
+on. A worker exits when its parent broker is gone, and stops listening on SIGUSR1 (the broker
+is draining).
 
 ``python -m kbroker.api.worker SOCKET PARENT_PID`` is started by the broker
 (kbroker.api.worker_pool.WorkerPool), with the broker's configuration as JSON on stdin.
@@ -40,21 +44,23 @@ from multidict import CIMultiDict
 
 from kbroker.api.cors import install_cors
 from kbroker.api.errors import Handler, error_middleware, json_response
-from kbroker.api.fetch import read_params, records_response
+from kbroker.api.fetch import ReadParams, read_params, records_response
 from kbroker.api.forward import FORWARDED_HOST_HEADER, relayed
 from kbroker.api.media import produce_format
-from kbroker.api.params import partition_path, topic_path
+from kbroker.api.params import acks_param, partition_path, topic_path
 from kbroker.api.produce import (
     SLOW_PATH_HEADER,
-    WORKER_APPEND_PATH,
     encode_frames,
+    producer_param,
     read_body,
     render_worker_outcome,
 )
+from kbroker.api.worker_link import LinkClient, Op
+from kbroker.api.worker_pool import worker_link_path
 from kbroker.config import BrokerConfig
 from kbroker.errors import BrokerError, ErrorCode
 from kbroker.records import encode_partition_records, parse_produce_body
-from kclient.protocol import HIGH_WATERMARK_HEADER, MEDIA_BATCHES
+from kclient.protocol import ACKS_HEADER, HIGH_WATERMARK_HEADER, MEDIA_BATCHES
 from kclient.tuning import tune_gc
 
 __all__ = ["Relay", "build_worker_app", "main"]
@@ -66,7 +72,10 @@ class Relay:
     def __init__(self, socket_path: str, config: BrokerConfig) -> None:
         self.config = config
         self.draining = False
-        """Set once the broker answers ``Connection: close`` (it is stopping)."""
+        """Set once the broker is stopping: it answered ``Connection: close``, or told this
+        worker to stop listening (SIGUSR1)."""
+        self.link = LinkClient(str(worker_link_path(config)))
+        """The lean link for the hot calls (kbroker.api.worker_link)."""
         self.session = aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=socket_path, limit=0),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
@@ -122,6 +131,8 @@ async def produce(request: web.Request) -> web.StreamResponse:
     relay = request.app[RELAY]
     config = relay.config
     fmt = produce_format(request.headers.get("Content-Type"))
+    acks = acks_param(request, ACKS_HEADER)
+    producer = producer_param(request)
     raw = await read_body(request, config.max_request_bytes)
     partition = partition_path(request) if "partition" in request.match_info else -1
     body = parse_produce_body(raw, fmt)
@@ -129,6 +140,7 @@ async def produce(request: web.Request) -> web.StreamResponse:
         body.records
         and body.explicit_partitions() is None
         and (partition >= 0 or not body.has_keys())
+        and (partition >= 0 or producer is None)
     )
     if not fast or "async" in request.query:  # Strimzi's async answer: the broker's own
         return await relay.relay(request, body=raw)
@@ -139,20 +151,18 @@ async def produce(request: web.Request) -> web.StreamResponse:
         log_append_time=False,
         max_batch_bytes=config.message_max_bytes,
     )
-    query = f"partition={partition}&codec={int(body.codec)}"
-    if "acks" in request.query:
-        query += f"&acks={request.query['acks']}"
-    status, headers, payload = await relay.send(
-        request,
-        method="POST",
-        path=f"{WORKER_APPEND_PATH}/{topic_path(request)}?{query}",
-        body=encode_frames(batches),
-        headers={"Content-Type": "application/octet-stream"},
-    )
+    meta = {
+        "topic": topic_path(request),
+        "partition": partition,
+        "codec": int(body.codec),
+        "acks": acks,
+        "producer": None if producer is None else list(producer),
+    }
+    status, headers, payload = await relay.link.call(Op.APPEND, meta, encode_frames(batches))
     if SLOW_PATH_HEADER in headers:
         return await relay.relay(request, body=raw)
     if status != 200:
-        return _response(status, headers, payload)
+        return _response(status, CIMultiDict(headers), payload)
     return json_response(render_worker_outcome(payload, len(body.records)))
 
 
@@ -160,14 +170,30 @@ async def fetch_records(request: web.Request) -> web.StreamResponse:
     """Read batches through the broker and render them here (the CPU-heavy part)."""
     relay = request.app[RELAY]
     read = read_params(request, relay.config)
-    path = (
+    meta = dataclasses.asdict(read)
+    async with relay.link.calling(Op.BATCHES, meta, answer_in_ring=True) as answer:
+        status, headers, payload = answer
+        if SLOW_PATH_HEADER not in headers:
+            return _batches_response(request, read, status, headers, payload)
+    path = (  # led by another broker: read through the broker's HTTP, which forwards it
         f"/topics/{read.topic}/partitions/{read.partition}/batches?offset={read.offset}"
         f"&max_bytes={read.max_bytes}&timeout={read.timeout_ms}"
         + ("" if read.max_records is None else f"&max_records={read.max_records}")
     )
-    status, headers, payload = await relay.send(request, method="GET", path=path)
+    status, multi, body = await relay.send(request, method="GET", path=path)
+    return _batches_response(request, read, status, dict(multi), body)
+
+
+def _batches_response(
+    request: web.Request,
+    read: ReadParams,
+    status: int,
+    headers: dict[str, str],
+    payload: bytes | memoryview,
+) -> web.Response:
+    """The ``/records`` answer rendered from the broker's ``/batches`` answer."""
     if status != 200 or not headers.get("Content-Type", "").startswith(MEDIA_BATCHES):
-        return _response(status, headers, payload)
+        return _response(status, CIMultiDict(headers), bytes(payload))
     return records_response(request, read, payload, int(headers[HIGH_WATERMARK_HEADER]))
 
 
@@ -220,10 +246,20 @@ async def _serve(config: BrokerConfig, socket_path: str, parent: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    quieting: list[asyncio.Task[None]] = []
+
+    def stop_listening() -> None:
+        """The broker is draining (WorkerPool.stop_listening): refuse new connections, close
+        the open ones after their current answer."""
+        relay.draining = True
+        quieting.append(loop.create_task(site.stop()))
+
+    loop.add_signal_handler(signal.SIGUSR1, stop_listening)
     while not stop.is_set() and os.getppid() == parent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     await runner.cleanup()
+    relay.link.close()
     await relay.session.close()
 
 

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Final
@@ -24,7 +25,7 @@ import orjson
 
 from kbroker.config import BrokerConfig
 
-__all__ = ["WorkerPool", "worker_socket_path"]
+__all__ = ["WorkerPool", "worker_link_path", "worker_socket_path"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ STOP_GRACE_S: Final = 5.0
 def worker_socket_path(config: BrokerConfig) -> Path:
     """The Unix socket on which the broker serves its workers (in its data directory)."""
     return Path(config.data_dir) / "http-workers.sock"
+
+
+def worker_link_path(config: BrokerConfig) -> Path:
+    """The Unix socket of the broker's lean link for its workers' hot calls
+    (kbroker.api.worker_link), beside :func:`worker_socket_path`."""
+    return Path(config.data_dir) / "http-workers.link"
 
 
 class WorkerPool:
@@ -84,6 +91,14 @@ class WorkerPool:
                 "HTTP worker %d (pid %d) exited with %s; restarting it", index, process.pid, code
             )
             await asyncio.sleep(RESTART_PAUSE_S)
+
+    def stop_listening(self) -> None:
+        """Ask every worker to stop accepting connections (SIGUSR1) and to close the open ones
+        after their current answer: the broker is draining."""
+        for process in self._processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGUSR1)
 
     async def stop(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after the grace period)."""

@@ -258,7 +258,7 @@ class Partition:
 
     def append_as_leader(
         self,
-        payload: bytes,
+        payload: bytes | memoryview,
         *,
         record_count: int,
         attributes: int,

@@ -1,7 +1,8 @@
 """HTTP worker processes (``num.http.workers``): a real broker with two workers on one port.
 
-Every request here opens a new connection, so the kernel spreads them over the broker and its
-workers (SO_REUSEPORT); the answers must be the same whichever process took the connection.
+Every request here opens a new connection, so the kernel spreads them over the workers
+(SO_REUSEPORT; the broker itself does not listen on the port); the answers must be the same
+whichever worker took the connection, and the same as a broker without workers gives.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,9 @@ def broker(zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path) -> Iter
     proc.start()
     try:
         wait_for(lambda: len(children(proc)) == WORKERS, what="workers started")
+        port = int(proc.url.rsplit(":", 1)[1])
+        # Started is not listening yet: a worker binds the port once it has imported kbroker.
+        wait_for(lambda: listeners(port) == set(children(proc)), what="every worker listening")
         yield proc
     finally:
         proc.kill()
@@ -93,6 +98,48 @@ def test_workers_share_the_load_and_answer_like_the_broker(broker: BrokerProcess
         fetched = fetch_all(broker.url, "spread", partition, 0, len(got))
         assert [r["offset"] for r in fetched] == list(range(len(got)))
         assert all(r["value"]["pad"] == "x" * 80 for r in fetched)
+
+
+def listeners(port: int) -> set[int]:
+    """Pids of the processes holding a listening TCP socket on ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    found = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                found.add(int(fd_dir.parent.name))
+        except (FileNotFoundError, PermissionError):
+            continue
+    return found
+
+
+def test_only_the_workers_take_client_connections(broker: BrokerProcess) -> None:
+    port = int(broker.url.rsplit(":", 1)[1])
+    assert broker.process.pid not in listeners(port)
+    assert listeners(port) == set(children(broker))
+
+
+def test_the_broker_appends_from_each_workers_ring(broker: BrokerProcess) -> None:
+    create_topic(broker.url, "rings", partitions=1)
+    for i in range(20):  # a new connection each: both workers take some
+        status, _ = produce(broker.url, "rings", [{"value": i}])
+        assert status == 200
+    maps = Path(f"/proc/{broker.process.pid}/maps").read_text()
+    rings = {line.split()[4] for line in maps.splitlines() if "kbroker-worker-ring" in line}
+    assert len(rings) == WORKERS, "one ring mapped per worker (distinct memfd inodes)"
+    fetched = fetch_all(broker.url, "rings", 0, 0, 20)
+    assert [r["value"] for r in fetched] == list(range(20))
+    status, _, metrics = request(f"{broker.url}/metrics")
+    assert status == 200
+    lines = metrics.decode().splitlines()
+    appends = [line for line in lines if 'method="LINK",route="worker:append",code="200"' in line]
+    assert appends and int(appends[0].rsplit(" ", 1)[1]) == 20, "each append counted once"
+    assert any('route="worker:batches",code="200"' in line for line in lines)
 
 
 def test_keyed_binary_and_partition_requests_through_workers(broker: BrokerProcess) -> None:
@@ -211,8 +258,53 @@ def test_a_killed_worker_is_replaced_and_the_broker_keeps_serving(broker: Broker
         assert status == 200 and body["offsets"][0]["offset"] == i
 
 
+def test_a_worker_killed_under_load_loses_no_acknowledged_record(broker: BrokerProcess) -> None:
+    """Producers keep writing through both workers (through their rings) while one worker is
+    killed: requests on its connections fail, but every record that was acknowledged is
+    stored at the offset its answer named, with the value that was sent."""
+    create_topic(broker.url, "killed", partitions=2)
+    acknowledged: dict[tuple[int, int], str] = {}
+    failures: list[object] = []
+    stop = threading.Event()
+
+    def producer(name: str) -> None:
+        n = 0
+        while not stop.is_set():
+            values = [f"{name}-{n}-{i}-" + "x" * 100 for i in range(200)]
+            n += 1
+            try:
+                status, body = produce(broker.url, "killed", [{"value": v} for v in values])
+            except OSError as exc:  # the connection was the killed worker's
+                failures.append(exc)
+                continue
+            if status != 200:
+                failures.append(status)
+                continue
+            for value, offset in zip(values, body["offsets"], strict=True):
+                acknowledged[(offset["partition"], offset["offset"])] = value
+
+    threads = [threading.Thread(target=producer, args=(f"p{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    os.kill(children(broker)[0], signal.SIGKILL)
+    time.sleep(2.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(acknowledged) > 4000, "the load went on"
+    for partition in (0, 1):
+        expected = {o: v for (p, o), v in acknowledged.items() if p == partition}
+        stored = fetch_all(broker.url, "killed", partition, 0, max(expected) + 1)
+        by_offset = {r["offset"]: r["value"] for r in stored}
+        assert all(by_offset.get(o) == v for o, v in expected.items()), "acknowledged and stored"
+
+
 def test_workers_end_with_the_broker(broker: BrokerProcess) -> None:
     workers = children(broker)
+    port = int(broker.url.rsplit(":", 1)[1])
+    broker.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: not listeners(port), what="the workers to stop listening", timeout=10)
     broker.stop()
     wait_for(lambda: not any(alive(p) for p in workers), what="workers to exit", timeout=10)
 
