@@ -73,13 +73,13 @@ RATIOS: Final = [
     ),
     ("stateless fetch / NATS pull fetch 1000", "fetch/kbroker-rf1/stateless", "fetch/nats-r1/pull"),
     (
-        "kbroker num.http.workers=1 / 0, produce (r1000 c64)",
-        "produce/kbroker-rf1-workers1/r1000-c64",
+        "kbroker num.http.workers=2 / 0, produce (r1000 c64)",
+        "produce/kbroker-rf1-workers2/r1000-c64",
         "produce/kbroker-rf1-workers0/r1000-c64",
     ),
     (
-        "kbroker num.http.workers=1 / 0, stateless fetch",
-        "fetch/kbroker-rf1-workers1/stateless",
+        "kbroker num.http.workers=2 / 0, stateless fetch",
+        "fetch/kbroker-rf1-workers2/stateless",
         "fetch/kbroker-rf1-workers0/stateless",
     ),
     (

@@ -45,6 +45,13 @@ __all__ = ["PHASES", "Config", "Recorder", "rf1_produce", "run_suite"]
 HEADLINE: Final = (1000, 64)
 """(records per request, connections) of the headline produce comparison."""
 RF1_TOPIC_PARTITIONS: Final = 4
+#: The single broker of the RF1 rows (phase 1 and the durable phase). Two HTTP worker
+#: processes take its client connections and do the JSON work (docs/architecture.md); on this
+#: 2-core machine they gave 1.5-1.6x the produce and 1.2x the fetch of the broker alone, which
+#: the full suite's workers phase measures again in every run.
+RF1_WORKERS: Final = 2
+RF1_SETTINGS: Final = {"num.http.workers": str(RF1_WORKERS)}
+RF1_MODE: Final = f"RF1 acks=1, num.http.workers={RF1_WORKERS}"
 RF3_PARTITIONS: Final = 3
 
 
@@ -193,7 +200,7 @@ def _single_contenders(cfg: Config, s: _Single) -> list[Contender]:
         Contender(
             "kbroker-rf1",
             "kbroker",
-            "RF1 acks=1",
+            RF1_MODE,
             "wrk (C)",
             lambda b, c: workloads.kbroker_produce(
                 s.kb,
@@ -233,7 +240,7 @@ def _python_produce(rec: Recorder, cfg: Config, s: _Single) -> None:
     rows = [
         (
             "kbroker",
-            "RF1 acks=1",
+            RF1_MODE,
             "Python aiohttp",
             lambda: pyclients.aiohttp_produce(
                 f"{s.kb.url}/topics/bench?acks=1", body, 1000, goal=goal, seconds=secs
@@ -466,7 +473,7 @@ def _phase_single(rec: Recorder, cfg: Config, zk: str) -> None:
     rec.log("phase 1: single node (bare aiohttp, kbroker RF1, Redis, NATS R1)")
     with contextlib.ExitStack() as stack:
         bare = stack.enter_context(bare_server(root))
-        kb = stack.enter_context(kbroker_single(root, zk, chroot="/rf1"))
+        kb = stack.enter_context(kbroker_single(root, zk, chroot="/rf1", settings=RF1_SETTINGS))
         redis = stack.enter_context(redis_server(root))
         nats = stack.enter_context(nats_server(root))
         kb.create_topic("bench", partitions=RF1_TOPIC_PARTITIONS)
@@ -494,7 +501,7 @@ def _phase_single(rec: Recorder, cfg: Config, zk: str) -> None:
                 cfg,
                 "latency/kbroker-rf1",
                 "kbroker",
-                "RF1 acks=1",
+                RF1_MODE,
                 kind="kbroker",
                 urls=",".join(kb.leaders("latency")),
                 topic="latency",
@@ -594,13 +601,16 @@ def _phase_durable(rec: Recorder, cfg: Config, zk: str) -> None:
     """Full suite only: kbroker RF1 with an fsync every second (Redis's everysec)."""
     rec.log("phase 3: kbroker RF1 with log.flush.interval.ms=1000")
     with kbroker_single(
-        cfg.root, zk, chroot="/rf1-fsync", settings={"log.flush.interval.ms": "1000"}
+        cfg.root,
+        zk,
+        chroot="/rf1-fsync",
+        settings={**RF1_SETTINGS, "log.flush.interval.ms": "1000"},
     ) as kb:
         kb.create_topic("bench", partitions=RF1_TOPIC_PARTITIONS)
         c = Contender(
             "kbroker-rf1-fsync1s",
             "kbroker",
-            "RF1 acks=1, fsync every 1 s",
+            f"{RF1_MODE}, fsync every 1 s",
             "wrk (C)",
             lambda b, n: workloads.kbroker_produce(
                 kb,
@@ -624,9 +634,9 @@ def _shared_zookeeper(root: Path) -> Iterator[str]:
 
 
 def _phase_workers(rec: Recorder, cfg: Config, zk: str) -> None:
-    """Full suite only: one broker with ``num.http.workers`` 0 and one with 1 (HTTP worker
-    processes that parse and render JSON beside the broker), alternated."""
-    rec.log("phase 4: kbroker RF1 with num.http.workers 0 and 1")
+    """Full suite only: one broker with ``num.http.workers`` 0 and one with RF1_WORKERS (HTTP
+    worker processes that take the connections and do the JSON work), alternated."""
+    rec.log(f"phase 4: kbroker RF1 with num.http.workers 0 and {RF1_WORKERS}")
     with contextlib.ExitStack() as stack:
         brokers = {
             workers: stack.enter_context(
@@ -637,7 +647,7 @@ def _phase_workers(rec: Recorder, cfg: Config, zk: str) -> None:
                     settings={"num.http.workers": str(workers)},
                 )
             )
-            for workers in (0, 1)
+            for workers in (0, RF1_WORKERS)
         }
         for kb in brokers.values():
             kb.create_topic("bench", partitions=RF1_TOPIC_PARTITIONS)
