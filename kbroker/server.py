@@ -32,6 +32,7 @@ from kbroker import __version__
 from kbroker.api.app import build_app
 from kbroker.api.forward import HttpPeerClient
 from kbroker.api.internal import CONTROLLED_SHUTDOWN_PATH
+from kbroker.api.listener import ClientListener
 from kbroker.api.observability import RequestMetrics
 from kbroker.api.worker_calls import serve_worker_call
 from kbroker.api.worker_link import LinkServer
@@ -117,6 +118,7 @@ class Broker:
         self._local_runner: web.AppRunner | None = None
         self._workers: WorkerPool | None = None
         self._link_server: asyncio.AbstractServer | None = None
+        self._listener: ClientListener | None = None
         self._resync_pending = False
         self._first_snapshot = True
         self._unapplied: set[TopicPartition] = set()
@@ -522,11 +524,8 @@ class Broker:
         await runner.setup()
         if not workers:
             self._runner = runner
-            host, _, port = self.config.listen.rpartition(":")
-            site = web.TCPSite(
-                runner, host.strip("[]"), int(port), backlog=1024, reuse_address=True
-            )
-            await site.start()
+            self._listener = ClientListener(runner, self.config.listen)
+            await self._listener.start()
             return
         self._local_runner = runner
         socket = worker_socket_path(self.config)
@@ -544,10 +543,11 @@ class Broker:
     async def _stop_listening(self) -> None:
         """Stop accepting client connections (open ones keep being served): from here a client
         that connects is refused, which it knows is safe to retry, instead of having a
-        connection accepted and then closed under its request, which is ambiguous."""
-        if self._runner is not None:
-            for site in list(self._runner.sites):
-                await site.stop()
+        connection accepted and then closed under its request, which is ambiguous; the
+        connections the kernel already accepted are served (kbroker.api.listener)."""
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._workers is not None:
             self._workers.stop_listening()
 

@@ -46,6 +46,7 @@ from kbroker.api.cors import install_cors
 from kbroker.api.errors import Handler, error_middleware, json_response
 from kbroker.api.fetch import ReadParams, read_params, records_response
 from kbroker.api.forward import FORWARDED_HOST_HEADER, relayed
+from kbroker.api.listener import ClientListener
 from kbroker.api.media import produce_format
 from kbroker.api.params import acks_param, partition_path, topic_path
 from kbroker.api.produce import (
@@ -238,9 +239,8 @@ async def _serve(config: BrokerConfig, socket_path: str, parent: int) -> None:
         auto_decompress=False,  # bodies are decoded by kbroker.api.encoding
     )
     await runner.setup()
-    host, _, port = config.listen.rpartition(":")
-    site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=True, backlog=1024)
-    await site.start()
+    listener = ClientListener(runner, config.listen, reuse_port=True)
+    await listener.start()
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -252,7 +252,7 @@ async def _serve(config: BrokerConfig, socket_path: str, parent: int) -> None:
         """The broker is draining (WorkerPool.stop_listening): refuse new connections, close
         the open ones after their current answer."""
         relay.draining = True
-        quieting.append(loop.create_task(site.stop()))
+        quieting.append(loop.create_task(listener.stop()))
 
     loop.add_signal_handler(signal.SIGUSR1, stop_listening)
     while not stop.is_set() and os.getppid() == parent:
