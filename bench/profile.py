@@ -6,8 +6,9 @@ http-fetch: stateless fetch of 1000 records per request), and samples the broker
 (``py-spy record -r 200 -d SECONDS -f raw``) during each load. Prints, per load, the functions
 where samples land (self time) and the kbroker / aiohttp / orjson functions on the stack
 (inclusive time), and keeps the raw collapsed stacks next to the results
-(``bench/results/<timestamp>-profile-{produce,fetch}.txt``). Needs py-spy (``pip install
-py-spy``) and root or ptrace permission.
+(``bench/results/<timestamp>-profile-{produce,fetch}.txt``). ``--workers N`` runs the broker
+with ``num.http.workers=N`` and samples each worker too (``...-produce-worker0.txt``). Needs
+py-spy (``pip install py-spy``) and root or ptrace permission.
 """
 
 from __future__ import annotations
@@ -85,17 +86,38 @@ def summarise(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def _during(load: threading.Thread, pid: int, seconds: int, out: Path) -> None:
+def _children(pid: int) -> list[int]:
+    """The broker's HTTP worker processes (its direct children)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _during(load: threading.Thread, pids: dict[str, int], seconds: int, out: Path) -> None:
+    """Sample every process of ``pids`` (name -> pid) at once while ``load`` runs; a worker's
+    samples go to ``out`` with ``-<name>`` before the suffix."""
     load.start()
     time.sleep(1.0)  # let the load reach its steady state
-    record(pid, seconds, out)
+    samplers = [
+        threading.Thread(target=record, args=(pid, seconds, _named(out, name)))
+        for name, pid in pids.items()
+    ]
+    for sampler in samplers:
+        sampler.start()
+    for sampler in samplers:
+        sampler.join()
     load.join()
 
 
+def _named(out: Path, name: str) -> Path:
+    return out if name == "broker" else out.with_name(f"{out.stem}-{name}{out.suffix}")
+
+
 def profile(kb: KBroker, seconds: int, stem: str) -> dict[str, Path]:
-    """Profile the broker under produce, then under fetch; returns the raw files."""
-    pid = kb.processes[0].process.pid
-    assert pid is not None
+    """Profile the broker (and its workers) under produce, then under fetch; returns the raw
+    files."""
+    broker = kb.processes[0].process.pid
+    assert broker is not None
+    pids = {"broker": broker} | {f"worker{i}": w for i, w in enumerate(_children(broker))}
     outputs = {
         "produce": RESULTS / f"{stem}-produce.txt",
         "produce-single": RESULTS / f"{stem}-produce-single.txt",
@@ -113,27 +135,31 @@ def profile(kb: KBroker, seconds: int, stem: str) -> dict[str, Path]:
                 "per_leader": False,
             },
         )
-        _during(produce, pid, seconds, outputs[name])
+        _during(produce, pids, seconds, outputs[name])
     fetch = threading.Thread(
         target=workloads.kbroker_fetch,
         args=(kb, "bench", 4),
         kwargs={"records": 40_000_000, "max_records": 1000, "seconds": seconds + 3},
     )
-    _during(fetch, pid, seconds, outputs["fetch"])
-    return outputs
+    _during(fetch, pids, seconds, outputs["fetch"])
+    return {f"{load} {name}": _named(raw, name) for load, raw in outputs.items() for name in pids}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Profile produce then fetch and print both summaries."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="sampling time per load")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="num.http.workers (each worker is sampled too)"
+    )
     args = parser.parse_args(argv)
+    settings = {"num.http.workers": str(args.workers)}
     RESULTS.mkdir(exist_ok=True)
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-profile"
     with (
         tempfile.TemporaryDirectory(prefix="kbroker-profile-", dir="/var/tmp") as tmp,
         zookeeper(Path(tmp)) as zk,
-        kbroker_single(Path(tmp), zk, chroot="/profile") as kb,
+        kbroker_single(Path(tmp), zk, chroot="/profile", settings=settings) as kb,
     ):
         kb.create_topic("bench", partitions=4)
         outputs = profile(kb, args.seconds, stem)
