@@ -83,7 +83,7 @@ class ProduceBody:
     records: list[dict[str, Any]]
     format: EmbeddedFormat
     fields: frozenset[str]
-    raw_records: bytes | None = None
+    raw_records: memoryview | None = None
     """The request's own ``records`` array text, when storing it as it came is the same as
     storing ``records`` re-encoded: records of only ``key`` and ``value`` (nothing is added or
     rewritten), in a body whose only field is ``records``. It is valid JSON (the whole body was
@@ -179,7 +179,7 @@ def parse_produce_body(body: bytes, fmt: EmbeddedFormat) -> ProduceBody:
     return parsed
 
 
-def _raw_records(body: bytes, doc: dict[str, Any], fields: frozenset[str]) -> bytes | None:
+def _raw_records(body: bytes, doc: dict[str, Any], fields: frozenset[str]) -> memoryview | None:
     if len(doc) != 1 or not fields <= _RAW_FIELDS:
         return None
     # A repeated key: orjson keeps the last "records", and the slice below would span every
@@ -189,7 +189,7 @@ def _raw_records(body: bytes, doc: dict[str, Any], fields: frozenset[str]) -> by
         return None  # (rfind: 3x faster than count over a body full of quotes)
     # The body is `{ "records" : [ ... ] }` with optional whitespace: nothing before the array
     # can hold a "[" (the only key is "records"), nothing after it a "]".
-    return body[body.index(b"[") : body.rindex(b"]") + 1]
+    return memoryview(body)[body.index(b"[") : body.rindex(b"]") + 1]  # a view: no copy
 
 
 #: Records with only these fields are stored as the request wrote them.
@@ -293,7 +293,8 @@ class PartitionRecords:
     """
 
     payload: bytes | memoryview
-    """The batch payload (a view only for a worker's batches, valid while they are served)."""
+    """The batch payload: a view of the request's body when stored as it came, or of a worker's
+    ring slot (valid while its call is served)."""
     record_count: int
     attributes: int
     first_timestamp: int
@@ -338,7 +339,7 @@ def _without_timestamp(record: dict[str, Any]) -> dict[str, Any]:
 
 def _partition_records(
     records: list[dict[str, Any]],
-    payload: bytes,
+    payload: bytes | memoryview,
     positions: Sequence[int],
     stamped: bool,
     now_ms: int,

@@ -404,15 +404,16 @@ SLOW_PATH_HEADER = "X-KBroker-Slow-Path"
 _FRAME = struct.Struct(">I")
 
 
-def encode_frames(batches: Sequence[PartitionRecords]) -> bytes:
-    """A worker's batches as one body: count, then per batch a JSON header and the payload."""
+def encode_frames(batches: Sequence[PartitionRecords]) -> list[bytes | memoryview]:
+    """A worker's batches as the parts of one body, in order: count, then per batch a JSON
+    header and the payload (not joined: the link copies them straight into a ring slot)."""
     parts: list[bytes | memoryview] = [_FRAME.pack(len(batches))]
     for batch in batches:
         meta = orjson.dumps(
             [batch.record_count, batch.attributes, batch.first_timestamp, batch.max_timestamp]
         )
         parts += [_FRAME.pack(len(meta)), meta, _FRAME.pack(len(batch.payload)), batch.payload]
-    return b"".join(parts)
+    return parts
 
 
 def _decode_frames(data: bytes | memoryview) -> list[PartitionRecords]:

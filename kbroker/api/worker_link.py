@@ -45,7 +45,7 @@ import logging
 import mmap
 import os
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
 import orjson
@@ -82,6 +82,14 @@ class Op(enum.IntEnum):
     """Append encoded batches (data: kbroker.api.produce's frames) to a topic or partition."""
     BATCHES = 2
     """Read raw batches of one partition (the ``/batches`` read)."""
+
+
+#: A call's data: bytes, or its parts in order (copied straight into a ring slot, no join).
+Data = bytes | Sequence[bytes | memoryview]
+
+
+def _parts(data: Data) -> Sequence[bytes | memoryview]:
+    return (data,) if isinstance(data, bytes) else data
 
 
 #: An answer: HTTP status, response headers, body.
@@ -142,11 +150,13 @@ class _FrameProtocol(asyncio.Protocol):
             del buffer[: self._start]
             self._start = 0
 
-    def send(self, call: int, code: int, meta: bytes, data: bytes) -> None:
+    def send(self, call: int, code: int, meta: bytes, data: Data) -> None:
         assert self.transport is not None
+        parts = _parts(data)
+        header = _HEADER.pack(call, code, len(meta), sum(map(len, parts)))
         # One write, one syscall (uvloop's writelines writes each part on its own); data is
         # small here (a produce's batches travel in the ring) or an answer's body.
-        self.transport.write(b"".join((_HEADER.pack(call, code, len(meta), len(data)), meta, data)))
+        self.transport.write(b"".join((header, meta, *parts)))
 
     def frame_received(self, call: int, code: int, meta: bytes, data: bytes) -> None:
         raise NotImplementedError
@@ -262,11 +272,14 @@ class _Ring:
     def hello(self) -> dict[str, int]:
         return {"pid": os.getpid(), "fd": self.fd}
 
-    def put(self, data: bytes) -> int:
-        """Copy ``data`` into a free slot; its index (the caller gives it back after the
-        answer, :meth:`give_back`)."""
+    def put(self, parts: Sequence[bytes | memoryview]) -> int:
+        """Copy ``parts`` one after the other into a free slot (they fit); its index (the
+        caller gives it back after the answer, :meth:`give_back`)."""
         slot = self.free.pop()
-        self.memory[_slot_span(slot, len(data))] = data
+        position = slot * RING_SLOT_BYTES
+        for part in parts:
+            self.memory[position : position + len(part)] = part
+            position += len(part)
         return slot
 
     def view(self, slot: int, length: int) -> memoryview:
@@ -308,7 +321,7 @@ class LinkClient:
     def ring_mapped(self) -> bool:
         return self._ring is not None
 
-    async def call(self, op: Op, meta: dict[str, Any], data: bytes = b"") -> Answer:
+    async def call(self, op: Op, meta: dict[str, Any], data: Data = b"") -> Answer:
         """The broker's answer to one call. Raises BrokerError (503, retriable) when the
         broker cannot be reached or the connection fails before the answer."""
         async with self.calling(op, meta, data) as (status, headers, body):
@@ -317,16 +330,18 @@ class LinkClient:
 
     @contextlib.asynccontextmanager
     async def calling(
-        self, op: Op, meta: dict[str, Any], data: bytes = b"", *, answer_in_ring: bool = False
+        self, op: Op, meta: dict[str, Any], data: Data = b"", *, answer_in_ring: bool = False
     ) -> AsyncIterator[tuple[int, dict[str, str], bytes | memoryview]]:
         """As :meth:`call`; with ``answer_in_ring``, a successful answer's body may be a view
         of a ring slot instead, valid until the block ends (the slot is then reused)."""
         protocol = self._protocol or await self._connect()
         ring, slots, answer_slot = self._ring, [], -1
         if ring is not None:
-            if data and ring.free and len(data) <= RING_SLOT_BYTES:
-                slots.append(ring.put(data))
-                meta = {**meta, _RING_KEY: [slots[-1], len(data)]}
+            parts = _parts(data)
+            size = sum(map(len, parts))
+            if size and ring.free and size <= RING_SLOT_BYTES:
+                slots.append(ring.put(parts))
+                meta = {**meta, _RING_KEY: [slots[-1], size]}
                 data = b""
             if answer_in_ring and ring.free:
                 answer_slot = ring.free.pop()
@@ -346,7 +361,7 @@ class LinkClient:
                 ring.give_back(slots)
 
     async def _send(
-        self, protocol: _ClientProtocol, op: Op, meta: dict[str, Any], data: bytes
+        self, protocol: _ClientProtocol, op: Op, meta: dict[str, Any], data: Data
     ) -> Answer:
         call = next(self._ids) & 0xFFFFFFFF
         waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()

@@ -4,6 +4,7 @@ in one event loop, with a dispatch function standing in for the broker's calls."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -54,6 +55,19 @@ async def _link(
         await server.wait_closed()
 
 
+def _pieces(data: bytes, i: int) -> bytes | list[bytes | memoryview]:
+    """Every other call's data as parts (bytes and views, as a worker's frames are)."""
+    if i % 2 == 0:
+        return data
+    cuts = sorted(random.sample(range(len(data) + 1), min(3, len(data) + 1)))
+    bounds = [0, *cuts, len(data)]
+    view = memoryview(data)
+    return [
+        bytes(view[a:b]) if k % 2 else view[a:b]
+        for k, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+
+
 async def test_concurrent_calls_get_their_own_answers_through_the_ring(tmp_path: Path) -> None:
     seen: Seen = []
     async with _link(tmp_path, _echo(seen)) as (_, link, _servers):
@@ -61,7 +75,7 @@ async def test_concurrent_calls_get_their_own_answers_through_the_ring(tmp_path:
         seen.clear()
         payloads = [random.randbytes(random.randrange(1, 200_000)) for _ in range(100)]
         answers = await asyncio.gather(
-            *(link.call(Op.APPEND, {"n": i}, data) for i, data in enumerate(payloads))
+            *(link.call(Op.APPEND, {"n": i}, _pieces(data, i)) for i, data in enumerate(payloads))
         )
         assert link.ring_mapped
     for i, (status, headers, body) in enumerate(answers):
@@ -201,7 +215,7 @@ def test_a_retired_ring_closes_only_when_its_last_slot_comes_back() -> None:
     """A lost connection retires its ring, but a call whose answer arrived just before the
     loss still reads its slot: the ring closes when that call gives the slot back."""
     ring = worker_link._Ring()
-    slot = ring.put(b"answer")
+    slot = ring.put([b"answer"])
     ring.retire()
     assert not ring.memory.closed
     with ring.view(slot, 6) as view:

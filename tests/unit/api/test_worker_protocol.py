@@ -37,7 +37,7 @@ def _batches(count: int, max_batch_bytes: int = 1 << 20) -> list[PartitionRecord
 def test_frames_round_trip_every_batch_field() -> None:
     batches = _batches(50, max_batch_bytes=200)
     assert len(batches) > 1
-    decoded = _decode_frames(encode_frames(batches))
+    decoded = _decode_frames(b"".join(encode_frames(batches)))
     assert [
         (b.payload, b.record_count, b.attributes, b.first_timestamp, b.max_timestamp)
         for b in decoded
@@ -49,7 +49,7 @@ def test_frames_round_trip_every_batch_field() -> None:
 
 @pytest.mark.parametrize("cut", [0, 3, 7, 20])
 def test_truncated_frames_are_a_clear_error(cut: int) -> None:
-    data = encode_frames(_batches(3))
+    data = b"".join(encode_frames(_batches(3)))
     with pytest.raises(BrokerError):
         _decode_frames(data[:cut])
 
