@@ -276,10 +276,11 @@ class _Ring:
         """Copy ``parts`` one after the other into a free slot (they fit); its index (the
         caller gives it back after the answer, :meth:`give_back`)."""
         slot = self.free.pop()
-        position = slot * RING_SLOT_BYTES
-        for part in parts:
-            self.memory[position : position + len(part)] = part
-            position += len(part)
+        with memoryview(self.memory)[_slot_span(slot, RING_SLOT_BYTES)] as target:
+            position = 0
+            for part in parts:
+                target[position : position + len(part)] = part
+                position += len(part)
         return slot
 
     def view(self, slot: int, length: int) -> memoryview:
