@@ -211,6 +211,25 @@ def test_header_value_must_be_base64(bad: Any) -> None:
     assert parse_error(orjson.dumps(doc), JSON) == ErrorCode.JSON_CONVERSION
 
 
+@pytest.mark.parametrize(
+    ("values", "valid"),
+    [
+        (["Q" * 256], True),  # the property test below stays under 13 characters
+        (["Q" * 254 + "==", "Q" * 1023 + "="], True),
+        (["Q" * 257], False),
+        (["Q" * 259 + "=="], False),
+        (["QUJD", "Q" * 510], False),
+        (["Q" * 255 + "=", "Q" * 4 + "=" * 4], False),
+    ],
+)
+def test_binary_check_of_long_values(values: list[str], valid: bool) -> None:
+    doc = {"records": [{"value": v} for v in values]}
+    if valid:
+        assert parse(doc, BINARY).column("value") == values
+    else:
+        assert parse_error(orjson.dumps(doc), BINARY) == ErrorCode.JSON_CONVERSION
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(st.text(alphabet="QUJD+/=-_ \né", max_size=12), min_size=1, max_size=4),
