@@ -115,7 +115,7 @@ class Broker:
         self._producer_ids = ProducerIdAllocator(self.zk, config.broker_id)
         self._registrar: BrokerRegistrar | None = None
         self._runner: web.AppRunner | None = None
-        self._local_runner: web.AppRunner | None = None
+        """The HTTP application's runner: on the client port, or with workers on their socket."""
         self._workers: WorkerPool | None = None
         self._link_server: asyncio.AbstractServer | None = None
         self._listener: ClientListener | None = None
@@ -522,12 +522,11 @@ class Broker:
             auto_decompress=False,  # bodies are decoded by kbroker.api.encoding
         )
         await runner.setup()
+        self._runner = runner
         if not workers:
-            self._runner = runner
             self._listener = ClientListener(runner, self.config.listen)
             await self._listener.start()
             return
-        self._local_runner = runner
         socket = worker_socket_path(self.config)
         socket.unlink(missing_ok=True)
         await web.UnixSite(runner, str(socket)).start()
@@ -558,10 +557,9 @@ class Broker:
         if self._link_server is not None:
             self._link_server.close()
             self._link_server = None
-        for runner in (self._local_runner, self._runner):
-            if runner is not None:
-                await runner.cleanup()
-        self._runner = self._local_runner = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def _controlled_shutdown(self) -> None:
         """Ask the controller to move leadership away, and wait until none is left here."""
