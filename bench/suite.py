@@ -46,9 +46,9 @@ HEADLINE: Final = (1000, 64)
 """(records per request, connections) of the headline produce comparison."""
 RF1_TOPIC_PARTITIONS: Final = 4
 #: The single broker of the RF1 rows (phase 1 and the durable phase). Two HTTP worker
-#: processes take its client connections and do the JSON work (docs/architecture.md); on this
-#: 2-core machine they gave 1.5-1.6x the produce and 1.2x the fetch of the broker alone, which
-#: the full suite's workers phase measures again in every run.
+#: processes take its client connections and do the JSON work (docs/architecture.md); in the
+#: full runs on this 2-core machine they gave 1.19-1.40x the produce and 1.00-1.22x the fetch
+#: of the broker alone, which the full suite's workers phase measures again in every run.
 RF1_WORKERS: Final = 2
 RF1_SETTINGS: Final = {"num.http.workers": str(RF1_WORKERS)}
 RF1_MODE: Final = f"RF1 acks=1, num.http.workers={RF1_WORKERS}"
