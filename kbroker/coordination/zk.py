@@ -9,6 +9,13 @@ into this module does exactly one thing: hand a plain value to the event loop wi
 All state of :class:`ZooKeeperClient` is owned by the event loop thread; its methods must be
 called from that loop. Requests use kazoo's ``*_async`` API (which only queues the request), and
 each :class:`IAsyncResult` is completed into an asyncio future; nothing blocks the loop.
+
+Almost nothing: each queued request also writes one byte to a socket pair that wakes kazoo's
+connection thread, which sends one request per wakeup. The socket holds about 278 such bytes;
+past that the write blocks the event loop until the thread catches up, which on a busy machine
+held a controller's loop for over two seconds while it read thousands of states (the broker
+fenced itself). At most ``MAX_REQUESTS_IN_FLIGHT`` requests are therefore outstanding at once;
+the others wait for a slot on the loop.
 Blocking kazoo calls (``start_async``, ``stop``) run in a worker thread (``asyncio.to_thread``).
 
 Sessions and self-fencing
@@ -343,6 +350,7 @@ class ZooKeeperClient:
         self._session_id: int | None = None
         self._session_passwd: bytes | None = None
         self._past_sessions: list[int] = []
+        self._request_slots = asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT)
         self._negotiated_ms: int | None = None
         self._negotiated_raw: int | None = None  # written by kazoo's connection thread
         self._fence_task: asyncio.Task[None] | None = None
@@ -748,10 +756,11 @@ class ZooKeeperClient:
         return self._kazoo
 
     async def _once(self, what: str, path: str, start: Callable[[], Any]) -> Any:
-        """Send one request; map kazoo errors; bounded by the request timeout."""
+        """Send one request, once one of the MAX_REQUESTS_IN_FLIGHT slots is free (module
+        docstring); map kazoo errors; bounded by the request timeout (slot wait included)."""
         timeout = self.request_timeout_s
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), self._request_slots:
                 return await self._future_of(start())
         except TimeoutError:
             raise ZooKeeperUnavailableError(
@@ -955,6 +964,9 @@ class ZooKeeperClient:
 
 #: Requests :func:`pipelined` keeps in flight together.
 PIPELINE_WINDOW: Final = 256
+#: Requests one client has outstanding at once: well under the ~278 wakeup bytes kazoo's
+#: socket pair holds before a write blocks the event loop (module docstring).
+MAX_REQUESTS_IN_FLIGHT: Final = 128
 
 
 async def pipelined(call: Callable[[_U], Awaitable[_T]], items: Iterable[_U]) -> list[_T]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from kbroker.coordination import (
     ZooKeeperClient,
     ZooKeeperUnavailableError,
 )
+from kbroker.coordination.zk import MAX_REQUESTS_IN_FLIGHT
 from kbroker.testing.local import ZooKeeperEnsemble, free_ports
 
 from .conftest import ClientFactory
@@ -179,3 +181,34 @@ async def test_requests_before_start_fail_fast() -> None:
     async with asyncio.timeout(1):
         with pytest.raises(ZooKeeperUnavailableError, match="not started"):
             await client.get("/")
+
+
+async def test_outstanding_requests_are_capped(zk: ZooKeeperClient) -> None:
+    """Each request kazoo queues writes a byte to the socket pair waking its connection
+    thread; past ~278 unread bytes that write blocks the event loop. At most
+    MAX_REQUESTS_IN_FLIGHT are queued or unanswered at once; the rest wait on the loop."""
+    kazoo = zk._kazoo
+    queue_request = kazoo._call
+    lock = threading.Lock()
+    outstanding = peak = 0
+
+    def answered(_result: object) -> None:
+        nonlocal outstanding
+        with lock:
+            outstanding -= 1
+
+    def counting_call(request: object, async_object: Any) -> object:
+        nonlocal outstanding, peak
+        with lock:
+            outstanding += 1
+            peak = max(peak, outstanding)
+        async_object.rawlink(answered)
+        return queue_request(request, async_object)
+
+    kazoo._call = counting_call
+    try:
+        stats = await asyncio.gather(*(zk.exists(f"/absent-{i}") for i in range(1000)))
+    finally:
+        del kazoo._call
+    assert stats == [None] * 1000
+    assert MAX_REQUESTS_IN_FLIGHT // 2 < peak <= MAX_REQUESTS_IN_FLIGHT
