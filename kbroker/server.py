@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import resource
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -69,12 +70,16 @@ __all__ = ["Broker"]
 
 log = logging.getLogger(__name__)
 
-#: Replicas new to this broker that one metadata update, or one step of the replica-steps
-#: loop, sets up at once (each creates and fsyncs its log files: ~1 ms here).
+#: Replicas new to this broker that one metadata update sets up at once on the event loop
+#: (each creates its log's files: ~0.5 ms here on an idle disk, several times more on a busy
+#: one), and that one step of the replica-steps loop sets up (their logs made in a thread).
 NEW_REPLICAS_PER_STEP: Final = 32
 #: Logs of deleted topics' replicas that one step of the replica-steps loop deletes (each
-#: closes its files and renames its directory: ~0.2 ms here).
+#: closes its files and renames its directory: ~0.2 ms here on an idle disk).
 LOG_DELETIONS_PER_STEP: Final = 64
+#: A step of deletions also ends once it has run this long: on a busy disk (three brokers
+#: and ZooKeeper sharing two cores and one disk) each file operation is several times slower.
+REPLICA_STEP_BUDGET_S: Final = 0.02
 
 
 class Broker:
@@ -127,6 +132,9 @@ class Broker:
         self._new_pending: dict[TopicPartition, None] = {}
         """Partitions new to this broker beyond the first NEW_REPLICAS_PER_STEP of an update,
         in order: set up by the replica-steps loop a step at a time (see _on_metadata)."""
+        self._opening: set[TopicPartition] = set()
+        """The replica-steps loop's step whose logs a worker thread is creating: nothing
+        else applies these partitions meanwhile (_apply_partition skips them)."""
         self._removals: dict[TopicPartition, PartitionLog] = {}
         """The logs of deleted topics' replicas (detached already), in order: deleted (files
         closed, directory renamed and purged) by the replica-steps loop a step at a time, or
@@ -226,18 +234,18 @@ class Broker:
     def _on_metadata(self, snapshot: ClusterMetadata, delta: MetadataDelta) -> None:
         """Apply a metadata update to the local replicas (on the event loop, synchronously).
 
-        Setting up a replica new to this broker creates and fsyncs its log files (~1 ms each
-        here; giving it its first state also fsynced its leader-epoch checkpoint until epochs
-        were written before their first batch), so a topic of thousands of partitions would
-        hold the event loop for seconds, long enough for the liveness tick to fence the
-        broker. Beyond the first NEW_REPLICAS_PER_STEP of an
-        update, replicas that are new (not hosted here yet, or hosted but never given a state)
-        are therefore set up by the replica-steps loop, a step at a time between other work.
-        That is safe because such a replica cannot act on stale state: until it has a state,
-        requests for it get the retriable NOT_LEADER. Replicas that have a state (leadership
-        and ISR changes) are always applied here at once, and the first snapshot and the
-        re-read after a new ZooKeeper session apply everything before the broker serves or
-        unfences.
+        Setting up a replica new to this broker creates its log's directory and files (~0.5
+        ms here on an idle disk, several times more on a busy one), so a topic of thousands
+        of partitions would hold the event loop for seconds, long enough for the liveness
+        tick to fence the broker. Beyond the first NEW_REPLICAS_PER_STEP of an update,
+        replicas that are new (not hosted here yet, or hosted but never given a state) are
+        therefore set up by the replica-steps loop, a step at a time, their logs created in
+        a worker thread (_set_up_new_replicas). That is safe because such a replica cannot
+        act on stale state: until it has a state, requests for it get the retriable
+        NOT_LEADER. Replicas that have a state (leadership and ISR changes) are always applied
+        here at once, and the first snapshot and the re-read after a new ZooKeeper session
+        apply everything before the broker serves or unfences (but for a step whose logs a
+        thread is creating: the loop applies those as soon as they exist).
 
         The replicas of a deleted topic are detached here, at once (nothing reaches them any
         more: not requests, not followers, and the role listeners hear they went OFFLINE),
@@ -291,6 +299,8 @@ class Broker:
     def _apply_partition(self, snapshot: ClusterMetadata, tp: TopicPartition) -> None:
         """Apply one partition's state; a disk that refuses (opening a new log on a full
         disk) must not stop the broker: the partition is retried until the disk takes it."""
+        if tp in self._opening:  # the replica-steps loop applies it once its log exists
+            return
         topic = snapshot.topics.get(tp[0])
         if topic is None or tp[1] >= len(topic.partitions):
             self._unapplied.discard(tp)
@@ -317,22 +327,54 @@ class Broker:
             log.error("%s-%d: cannot delete the log of the deleted topic: %s", *tp, exc.message)
 
     async def _replica_steps_loop(self) -> None:
-        """Delete the logs of deleted topics, LOG_DELETIONS_PER_STEP at a time, then set up
-        the new replicas _on_metadata deferred, NEW_REPLICAS_PER_STEP at a time, each from
-        the latest metadata, letting the event loop run between steps."""
+        """Delete the logs of deleted topics, LOG_DELETIONS_PER_STEP at a time (a step also
+        ends after REPLICA_STEP_BUDGET_S), then set up the new replicas _on_metadata deferred,
+        NEW_REPLICAS_PER_STEP at a time, letting the event loop run between steps."""
         while True:
             await self._replica_steps_event.wait()
             self._replica_steps_event.clear()
             while self._removals or self._new_pending:
                 if self._removals:
+                    deadline = time.perf_counter() + REPLICA_STEP_BUDGET_S
                     for tp in list(itertools.islice(self._removals, LOG_DELETIONS_PER_STEP)):
                         self._delete_detached_log(tp)
+                        if time.perf_counter() > deadline:
+                            break
                 else:
-                    step = list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
-                    for tp in step:
-                        del self._new_pending[tp]
-                        self._apply_partition(self._metadata, tp)
+                    await self._set_up_new_replicas(
+                        list(itertools.islice(self._new_pending, NEW_REPLICAS_PER_STEP))
+                    )
                 await asyncio.sleep(0)
+
+    async def _set_up_new_replicas(self, step: list[TopicPartition]) -> None:
+        """One step of new replicas: their logs are created in a worker thread (files and
+        fsyncs held the event loop for seconds when a topic brought thousands), then each is
+        applied from the latest metadata. A log made for a partition this broker no longer
+        hosts by then (its topic deleted meanwhile) is deleted again."""
+        wanted = []
+        for topic_name, partition in step:
+            topic = self._metadata.topics.get(topic_name)
+            if (
+                topic is not None
+                and partition < len(topic.partitions)
+                and self.config.broker_id in topic.partitions[partition].replicas
+            ):
+                config = self.topic_config(topic)
+                wanted.append((topic_name, partition, config, topic.topic_id))
+        self._opening.update(step)
+        try:
+            opened = await self.replicas.open_new_logs(wanted)
+        finally:
+            self._opening.difference_update(step)
+        for tp in step:
+            self._new_pending.pop(tp, None)  # a resync may have taken it off meanwhile
+            self._apply_partition(self._metadata, tp)
+        for tp in opened:
+            if self.replicas.get(*tp) is None and tp not in self._unapplied:
+                try:
+                    self._logs.delete_log(*tp)
+                except StorageError as exc:  # deleted at the next start, as not hosted here
+                    log.error("%s-%d: cannot delete an unused new log: %s", *tp, exc.message)
 
     async def _reapply_loop(self, interval_s: float = 2.0) -> None:
         """Retry the partitions a refusing disk left unapplied."""

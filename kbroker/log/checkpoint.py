@@ -7,7 +7,10 @@ Format (UTF-8 text, ``\\n`` line ends)::
     <entry>            N lines of space-separated fields
 
 Writing goes to ``<name>.tmp``, fsyncs it, renames it over ``<name>`` and fsyncs the directory,
-so a reader sees the old file or the new one, never a mix.
+so a reader sees the old file or the new one, never a mix. A file whose durability may trail its
+writing by a few milliseconds is written with ``sync=False`` and handed to a
+:class:`DeferredSync`, which fsyncs it in a worker thread: two fsyncs on the event loop for each
+of thousands of new partitions held it for seconds on a busy disk.
 
 Reading is tolerant of a missing file (no entries) and strict about a malformed one: it raises
 :class:`CheckpointError` naming the file and the problem. A file written this way can only be
@@ -16,10 +19,13 @@ decides whether a malformed file may be treated as absent (the recovery-point ch
 recovering more is always safe; the leader-epoch checkpoint may not).
 
 Concurrency: plain blocking functions, safe from any thread; callers serialise writes of one file.
+:class:`DeferredSync` is used on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +39,7 @@ __all__ = [
     "RECOVERY_POINT_CHECKPOINT",
     "TMP_SUFFIX",
     "CheckpointError",
+    "DeferredSync",
     "OffsetCheckpoint",
     "read_checkpoint",
     "write_checkpoint",
@@ -47,13 +54,21 @@ HIGH_WATERMARK_CHECKPOINT: Final = "replication-offset-checkpoint"
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class CheckpointError(StorageError):
     """A checkpoint file exists but is malformed."""
 
 
-def write_checkpoint(path: Path, lines: Iterable[str], *, version: int = CURRENT_VERSION) -> None:
-    """Atomically replace ``path`` with the given entry lines. Raises StorageError."""
+def write_checkpoint(
+    path: Path, lines: Iterable[str], *, version: int = CURRENT_VERSION, sync: bool = True
+) -> None:
+    """Atomically replace ``path`` with the given entry lines. Raises StorageError.
+
+    With ``sync=False`` nothing is fsynced: every reader sees the new file at once, but a crash
+    before the caller makes it durable (:class:`DeferredSync`) may leave the old file, no file
+    or an empty one (which reads as malformed)."""
     entries = list(lines)
     text = f"{version}\n{len(entries)}\n" + "".join(f"{line}\n" for line in entries)
     tmp = path.with_name(path.name + TMP_SUFFIX)
@@ -61,13 +76,62 @@ def write_checkpoint(path: Path, lines: Iterable[str], *, version: int = CURRENT
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, text.encode())
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if sync:
+            fsync_dir(path.parent)
     except OSError as exc:
         raise StorageError(f"cannot write checkpoint {path}: {exc}") from exc
+
+
+class DeferredSync:
+    """Makes files written with ``sync=False`` durable off the event loop: a worker thread
+    fsyncs each file, then each of their directories; the files added in one turn of the loop
+    share one job. A file gone meanwhile (its log deleted) is skipped; a failing fsync is
+    logged, leaving the file as a crash would (see :func:`write_checkpoint`).
+
+    Concurrency: :meth:`add` on the event loop (without a running loop it syncs at once).
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: list[Path] = []
+
+    def add(self, path: Path) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            _sync_files([path])
+            return
+        if not self._pending:
+            loop.call_soon(self._submit, loop)
+        self._pending.append(path)
+
+    def _submit(self, loop: asyncio.AbstractEventLoop) -> None:
+        paths, self._pending = self._pending, []
+        loop.run_in_executor(None, _sync_files, paths)
+
+
+def _sync_files(paths: Sequence[Path]) -> None:
+    """fsync ``paths``, then their directories (see DeferredSync)."""
+    for target in [*paths, *dict.fromkeys(p.parent for p in paths)]:
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot open %s to make it durable: %s", target, exc)
+            continue
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.warning("cannot make %s durable: %s", target, exc)
+        finally:
+            os.close(fd)
 
 
 def read_checkpoint(

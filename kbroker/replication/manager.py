@@ -31,9 +31,14 @@ from typing import NamedTuple, Protocol
 from kbroker.clock import Clock
 from kbroker.cluster import NO_LEADER, PartitionInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
-from kbroker.errors import BrokerError, ErrorCode, NotLeaderError
+from kbroker.errors import BrokerError, ErrorCode, NotLeaderError, StorageError
 from kbroker.log.batch import PayloadCodec
-from kbroker.log.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from kbroker.log.checkpoint import (
+    CheckpointError,
+    DeferredSync,
+    read_checkpoint,
+    write_checkpoint,
+)
 from kbroker.log.partition_log import PartitionLog
 from kbroker.records import PartitionRecords
 from kbroker.replication.endpoint import EpochEndOffset, FetchedPartition, FetchRequest
@@ -58,6 +63,10 @@ class LogStore(Protocol):
     def delete_log(
         self, topic: str, partition: int, *, only: PartitionLog | None = None
     ) -> bool: ...
+
+    def open_new(self, topic: str, partition: int, config: TopicConfig) -> PartitionLog | None: ...
+
+    def adopt(self, log: PartitionLog) -> None: ...
 
 
 class ProducerInfo(NamedTuple):
@@ -105,6 +114,7 @@ class ReplicaManager:
         self._fetchers = fetchers
         self._flush = flush
         self._partitions: dict[TopicPartition, Partition] = {}
+        self._marker_sync = DeferredSync()
         self._role_listeners: list[Callable[[Partition], None]] = []
         self._fenced = False
         self.shutting_down = False
@@ -203,8 +213,58 @@ class ReplicaManager:
             marker = plog.directory / PARTITION_METADATA
             recorded = None
         if recorded is None:
-            write_checkpoint(marker, [f"topic_id {topic_id}"])
+            # Made durable in a worker thread: two fsyncs for each of thousands of new
+            # partitions held the event loop for seconds on a busy disk. A crash before that
+            # can lose the marker of a log at most milliseconds old; its next start then takes
+            # the log for the topic of that name it finds (the KIP-516 check is skipped).
+            write_checkpoint(marker, [f"topic_id {topic_id}"], sync=False)
+            self._marker_sync.add(marker)
         return plog
+
+    async def open_new_logs(
+        self, replicas: Sequence[tuple[str, int, TopicConfig, str]]
+    ) -> list[TopicPartition]:
+        """Create, in a worker thread, the logs of the ``(topic, partition, config, topic_id)``
+        replicas that have neither a replica here nor a log yet, each with its topic-id
+        marker (fsynced there), and register them with the log manager; returns which.
+
+        For replicas new to this broker by the thousand (a large topic created): their files
+        held the event loop for seconds on a busy disk. :meth:`apply` then finds each log
+        open. The caller must not apply, nor delete the logs of, these replicas until this
+        returns. A log the disk refuses is left to :meth:`apply`, which reports it. Cancelled
+        (the broker stopping), the thread finishes on its own and its logs stay unregistered,
+        their files closed when the process exits."""
+        wanted = [
+            r
+            for r in replicas
+            if (r[0], r[1]) not in self._partitions and self._logs.get(r[0], r[1]) is None
+        ]
+        if not wanted:
+            return []
+        opened = await asyncio.get_running_loop().run_in_executor(None, self._open_new_logs, wanted)
+        for plog in opened:
+            self._logs.adopt(plog)
+        return [(plog.topic, plog.partition) for plog in opened]
+
+    def _open_new_logs(
+        self, replicas: Sequence[tuple[str, int, TopicConfig, str]]
+    ) -> list[PartitionLog]:
+        """Worker thread: see :meth:`open_new_logs`."""
+        opened = []
+        for topic, partition, config, topic_id in replicas:
+            try:
+                plog = self._logs.open_new(topic, partition, config)
+            except StorageError:
+                continue
+            if plog is None:
+                continue
+            try:
+                write_checkpoint(plog.directory / PARTITION_METADATA, [f"topic_id {topic_id}"])
+            except StorageError:
+                plog.close()
+                continue
+            opened.append(plog)
+        return opened
 
     def remove(self, topic: str, partition: int, *, delete: bool) -> None:
         """Stop hosting a replica (reassigned away), and with ``delete`` delete its log."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from kbroker.cluster import BrokerInfo, ClusterMetadata, LeaderAndIsr, PartitionInfo, TopicInfo
 from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.coordination.metadata import MetadataDelta
-from kbroker.server import LOG_DELETIONS_PER_STEP, Broker
+from kbroker.server import LOG_DELETIONS_PER_STEP, NEW_REPLICAS_PER_STEP, Broker
 
 
 @dataclass(eq=False)
@@ -28,6 +28,7 @@ class FakeReplica:
     topic: str
     partition: int
     log: FakeLog
+    state: object = "given"  # every replica gets its state with apply
 
 
 @dataclass
@@ -47,10 +48,32 @@ class FakeStore:
 
 @dataclass
 class FakeReplicas:
-    """The part of ReplicaManager the metadata path uses."""
+    """The part of ReplicaManager the metadata path uses. ``open_new_logs`` waits for ``gate``
+    (when set) as the worker thread takes its time, and records any ``apply`` of a replica
+    whose log it is making meanwhile."""
 
     store: FakeStore
     hosted: dict[tuple[str, int], FakeReplica] = field(default_factory=dict)
+    gate: asyncio.Event | None = None
+    opening: set[tuple[str, int]] = field(default_factory=set)
+    opened: list[tuple[str, int]] = field(default_factory=list)
+    applied_while_opening: list[tuple[str, int]] = field(default_factory=list)
+
+    async def open_new_logs(
+        self, replicas: list[tuple[str, int, TopicConfig, str]]
+    ) -> list[tuple[str, int]]:
+        wanted = [r for r in replicas if (r[0], r[1]) not in self.store.logs]
+        self.opening = {(r[0], r[1]) for r in wanted}
+        if self.gate is not None:
+            await self.gate.wait()
+        self.opening = set()
+        for name, partition, _config, topic_id in wanted:
+            self.store.logs[(name, partition)] = FakeLog(name, partition, topic_id)
+        self.opened += [(r[0], r[1]) for r in wanted]
+        return [(r[0], r[1]) for r in wanted]
+
+    def set_fenced(self, _fenced: bool) -> None:
+        pass
 
     def partitions(self) -> Iterator[FakeReplica]:
         return iter(list(self.hosted.values()))
@@ -60,6 +83,8 @@ class FakeReplicas:
 
     def apply(self, info: PartitionInfo, _config: TopicConfig, topic_id: str) -> None:
         tp = (info.topic, info.partition)
+        if tp in self.opening:
+            self.applied_while_opening.append(tp)
         if tp not in self.hosted:
             log = self.store.logs.get(tp)
             assert log is None or log.topic_id == topic_id, "a new replica got an old log"
@@ -175,3 +200,64 @@ async def test_a_name_taken_again_keeps_its_new_log(tmp_path: Path) -> None:
     replicas.store.logs[("t", 0)] = newer
     await run_steps(broker)
     assert replicas.store.logs == {("t", 0): newer} and replicas.store.deleted == []
+
+
+async def test_new_replicas_beyond_the_first_step_get_their_logs_from_the_worker_thread(
+    tmp_path: Path,
+) -> None:
+    new = topic("t", 100, "id")
+    _broker, replicas = await started_broker(tmp_path, snapshot(new))
+    # NEW_REPLICAS_PER_STEP were set up on the metadata path, the rest by steps.
+    assert len(set(replicas.opened)) == len(replicas.opened) == 100 - NEW_REPLICAS_PER_STEP
+    assert {r.log.topic_id for r in replicas.hosted.values()} == {"id"}
+
+
+async def _opening_step(tmp_path: Path) -> tuple[Broker, FakeReplicas, asyncio.Task[None]]:
+    """A broker whose replica-steps loop waits for the logs of topic ``t``'s second step."""
+    broker, replicas = await started_broker(tmp_path, snapshot())
+    replicas.gate = asyncio.Event()
+    new = topic("t", NEW_REPLICAS_PER_STEP * 2, "id")
+    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
+    task = asyncio.create_task(broker._replica_steps_loop())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(replicas.opening) == NEW_REPLICAS_PER_STEP
+    return broker, replicas, task
+
+
+async def test_a_step_whose_logs_are_being_made_is_not_applied_meanwhile(
+    tmp_path: Path,
+) -> None:
+    broker, replicas, task = await _opening_step(tmp_path)
+    in_flight = set(replicas.opening)
+    new = broker._metadata.topics["t"]
+    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
+    broker._resync_pending = True  # a new ZooKeeper session: everything is applied at once
+    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
+    assert replicas.applied_while_opening == []
+    assert not in_flight & set(replicas.hosted)
+    assert replicas.gate is not None
+    replicas.gate.set()
+    await _until_idle(broker)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    task.cancel()
+    assert set(replicas.hosted) == all_of(new)
+
+
+async def test_logs_made_for_a_topic_deleted_meanwhile_are_deleted_again(
+    tmp_path: Path,
+) -> None:
+    broker, replicas, task = await _opening_step(tmp_path)
+    in_flight = set(replicas.opening)
+    new = broker._metadata.topics["t"]
+    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(new), removed_topics={"t"}))
+    assert replicas.gate is not None
+    replicas.gate.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await _until_idle(broker)
+    task.cancel()
+    assert replicas.hosted == {}
+    assert {(log.topic, log.partition) for log in replicas.store.deleted} >= in_flight
+    assert replicas.store.logs == {}

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from kbroker.errors import StorageError
-from kbroker.log.checkpoint import CheckpointError, OffsetCheckpoint
+from kbroker.log.checkpoint import (
+    CheckpointError,
+    DeferredSync,
+    OffsetCheckpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 
 def test_round_trip_and_format(tmp_path: Path) -> None:
@@ -35,3 +44,32 @@ def test_malformed_raises(tmp_path: Path, text: str) -> None:
 def test_write_failure_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         OffsetCheckpoint(tmp_path / "missing-dir" / "x" / "cp").write({("a", 0): 1})
+
+
+async def test_unsynced_write_is_made_durable_by_deferred_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync=False writes without fsync; DeferredSync fsyncs the files added in one loop turn,
+    then their directory, in one worker-thread job, and skips a file gone meanwhile."""
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    first, second, gone = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for path in (first, second, gone):
+        write_checkpoint(path, ["topic_id x"], sync=False)
+    assert synced == [] and read_checkpoint(first, lambda f: f) == [["topic_id", "x"]]
+    deferred = DeferredSync()
+    for path in (first, second, gone):
+        deferred.add(path)
+    gone.unlink()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(synced) == 3:
+            break
+    assert [path for _, path in synced] == [str(first), str(second), str(tmp_path)]
+    assert all(thread != threading.main_thread().name for thread, _ in synced)

@@ -186,3 +186,21 @@ def test_an_idle_partition_holds_one_descriptor(tmp_path: Path, clock: FakeClock
     append(log, payload_for(1))
     assert log.log_end_offset == 1
     again.close()
+
+
+async def test_open_new_creates_a_log_in_a_worker_thread_for_adopt(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    manager = _manager(tmp_path, clock)
+    log = await asyncio.to_thread(manager.open_new, "fresh", 0, BASE_CONFIG)
+    assert log is not None and log.directory == tmp_path / "fresh-0"
+    assert manager.get("fresh", 0) is None  # not registered until adopted
+    manager.adopt(log)
+    assert manager.get_or_create("fresh", 0) is log
+    append(log, payload_for(0))
+    assert log.log_end_offset == 1
+    with pytest.raises(ValueError, match="open already"):
+        manager.adopt(log)
+    # A directory already there (an existing log) is left for get_or_create to recover.
+    assert manager.open_new("fresh", 0, BASE_CONFIG) is None
+    manager.close()

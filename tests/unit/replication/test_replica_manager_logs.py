@@ -1,0 +1,74 @@
+"""ReplicaManager and the logs of new replicas: made in a worker thread with their topic-id
+marker, then found open by ``apply``; a log of an older topic of the same name is replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+from kbroker.cluster import PartitionInfo
+from kbroker.config import BrokerConfig
+from kbroker.log.checkpoint import read_checkpoint
+from kbroker.log.manager import LogManager
+from kbroker.replication.fetcher import ReplicaFetcherManager
+from kbroker.replication.manager import PARTITION_METADATA, ReplicaManager
+from kbroker.replication.partition import IsrWriter
+from tests.unit.log.support import BASE_CONFIG, FakeClock
+
+
+class _NoFetchers:
+    """Replicas without a leader (no state applied) are only ever unfollowed."""
+
+    def unfollow(self, _tp: tuple[str, int]) -> None:
+        pass
+
+
+def _replicas(tmp_path: Path) -> tuple[ReplicaManager, LogManager]:
+    clock = FakeClock()
+    logs = LogManager(tmp_path, BASE_CONFIG, clock=clock)
+    logs.load()
+    config = BrokerConfig.build(
+        {"broker.id": 1, "zookeeper.connect": "zk:2181", "data.dir": str(tmp_path)}
+    )
+    manager = ReplicaManager(
+        config=config,
+        logs=logs,
+        clock=clock,
+        isr_writer=cast(IsrWriter, None),  # no state is applied: nothing writes an ISR
+        fetchers=cast(ReplicaFetcherManager, _NoFetchers()),
+    )
+    return manager, logs
+
+
+def _topic_id(log_dir: Path) -> list[list[str]]:
+    return read_checkpoint(log_dir / PARTITION_METADATA, lambda fields: fields)
+
+
+async def test_new_logs_are_made_with_their_topic_id_and_found_by_apply(tmp_path: Path) -> None:
+    manager, logs = _replicas(tmp_path)
+    wanted = [("t", p, BASE_CONFIG, "id-1") for p in range(3)]
+    assert await manager.open_new_logs(wanted) == [("t", 0), ("t", 1), ("t", 2)]
+    made = logs.get("t", 1)
+    assert made is not None and _topic_id(made.directory) == [["topic_id", "id-1"]]
+    manager.apply(PartitionInfo(topic="t", partition=1, replicas=(1,)), BASE_CONFIG, "id-1")
+    replica = manager.get("t", 1)
+    assert replica is not None and replica.log is made
+    # Hosted already, or with a log open: nothing to make.
+    assert await manager.open_new_logs(wanted) == []
+    logs.close()
+
+
+async def test_a_leftover_log_of_an_older_topic_is_left_to_apply(tmp_path: Path) -> None:
+    """A directory already there is not made again; apply finds it belongs to an older topic
+    (KIP-516 marker) and replaces it."""
+    manager, logs = _replicas(tmp_path)
+    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "old")]) == [("t", 0)]
+    old = logs.get("t", 0)
+    assert old is not None
+    logs.close()
+    manager, logs = _replicas(tmp_path)
+    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "new")]) == []
+    manager.apply(PartitionInfo(topic="t", partition=0, replicas=(1,)), BASE_CONFIG, "new")
+    replica = manager.get("t", 0)
+    assert replica is not None and _topic_id(replica.log.directory) == [["topic_id", "new"]]
+    logs.close()
