@@ -212,52 +212,59 @@ async def test_new_replicas_beyond_the_first_step_get_their_logs_from_the_worker
     assert {r.log.topic_id for r in replicas.hosted.values()} == {"id"}
 
 
-async def _opening_step(tmp_path: Path) -> tuple[Broker, FakeReplicas, asyncio.Task[None]]:
+@dataclass
+class OpeningStep:
     """A broker whose replica-steps loop waits for the logs of topic ``t``'s second step."""
-    broker, replicas = await started_broker(tmp_path, snapshot())
-    replicas.gate = asyncio.Event()
-    new = topic("t", NEW_REPLICAS_PER_STEP * 2, "id")
-    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
-    task = asyncio.create_task(broker._replica_steps_loop())
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert len(replicas.opening) == NEW_REPLICAS_PER_STEP
-    return broker, replicas, task
+
+    broker: Broker
+    replicas: FakeReplicas
+    loop_task: asyncio.Task[None]
+    topic: TopicInfo
+    in_flight: set[tuple[str, int]]
+
+    @classmethod
+    async def start(cls, tmp_path: Path) -> OpeningStep:
+        broker, replicas = await started_broker(tmp_path, snapshot())
+        replicas.gate = asyncio.Event()
+        new = topic("t", NEW_REPLICAS_PER_STEP * 2, "id")
+        broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
+        task = asyncio.create_task(broker._replica_steps_loop())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(replicas.opening) == NEW_REPLICAS_PER_STEP
+        return cls(broker, replicas, task, new, set(replicas.opening))
+
+    async def finish(self) -> None:
+        """Let the thread's work end and the loop run until it has nothing left."""
+        assert self.replicas.gate is not None
+        self.replicas.gate.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await _until_idle(self.broker)
+        self.loop_task.cancel()
 
 
 async def test_a_step_whose_logs_are_being_made_is_not_applied_meanwhile(
     tmp_path: Path,
 ) -> None:
-    broker, replicas, task = await _opening_step(tmp_path)
-    in_flight = set(replicas.opening)
-    new = broker._metadata.topics["t"]
-    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
-    broker._resync_pending = True  # a new ZooKeeper session: everything is applied at once
-    broker._on_metadata(snapshot(new), MetadataDelta(partitions=all_of(new)))
-    assert replicas.applied_while_opening == []
-    assert not in_flight & set(replicas.hosted)
-    assert replicas.gate is not None
-    replicas.gate.set()
-    await _until_idle(broker)
-    for _ in range(10):
-        await asyncio.sleep(0)
-    task.cancel()
-    assert set(replicas.hosted) == all_of(new)
+    step = await OpeningStep.start(tmp_path)
+    everything = MetadataDelta(partitions=all_of(step.topic))
+    step.broker._on_metadata(snapshot(step.topic), everything)
+    step.broker._resync_pending = True  # a new ZooKeeper session: everything applied at once
+    step.broker._on_metadata(snapshot(step.topic), everything)
+    assert step.replicas.applied_while_opening == []
+    assert not step.in_flight & set(step.replicas.hosted)
+    await step.finish()
+    assert set(step.replicas.hosted) == all_of(step.topic)
 
 
 async def test_logs_made_for_a_topic_deleted_meanwhile_are_deleted_again(
     tmp_path: Path,
 ) -> None:
-    broker, replicas, task = await _opening_step(tmp_path)
-    in_flight = set(replicas.opening)
-    new = broker._metadata.topics["t"]
-    broker._on_metadata(snapshot(), MetadataDelta(partitions=all_of(new), removed_topics={"t"}))
-    assert replicas.gate is not None
-    replicas.gate.set()
-    for _ in range(20):
-        await asyncio.sleep(0)
-    await _until_idle(broker)
-    task.cancel()
-    assert replicas.hosted == {}
-    assert {(log.topic, log.partition) for log in replicas.store.deleted} >= in_flight
-    assert replicas.store.logs == {}
+    step = await OpeningStep.start(tmp_path)
+    deletion = MetadataDelta(partitions=all_of(step.topic), removed_topics={"t"})
+    step.broker._on_metadata(snapshot(), deletion)
+    await step.finish()
+    assert step.replicas.hosted == {}
+    assert {(log.topic, log.partition) for log in step.replicas.store.deleted} >= step.in_flight
+    assert step.replicas.store.logs == {}
