@@ -9,14 +9,14 @@ into this module does exactly one thing: hand a plain value to the event loop wi
 All state of :class:`ZooKeeperClient` is owned by the event loop thread; its methods must be
 called from that loop. Requests use kazoo's ``*_async`` API (which only queues the request), and
 each :class:`IAsyncResult` is completed into an asyncio future; nothing blocks the loop.
+Blocking kazoo calls (``start_async``, ``stop``) run in a worker thread (``asyncio.to_thread``).
 
-Almost nothing: each queued request also writes one byte to a socket pair that wakes kazoo's
+Queuing a request does one more thing: it writes a byte to a socket pair that wakes kazoo's
 connection thread, which sends one request per wakeup. The socket holds about 278 such bytes;
 past that the write blocks the event loop until the thread catches up, which on a busy machine
 held a controller's loop for over two seconds while it read thousands of states (the broker
 fenced itself). At most ``MAX_REQUESTS_IN_FLIGHT`` requests are therefore outstanding at once;
 the others wait for a slot on the loop.
-Blocking kazoo calls (``start_async``, ``stop``) run in a worker thread (``asyncio.to_thread``).
 
 Sessions and self-fencing
 -------------------------

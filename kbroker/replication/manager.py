@@ -242,9 +242,16 @@ class ReplicaManager:
         if not wanted:
             return []
         opened = await asyncio.get_running_loop().run_in_executor(None, self._open_new_logs, wanted)
+        adopted = []
         for plog in opened:
-            self._logs.adopt(plog)
-        return [(plog.topic, plog.partition) for plog in opened]
+            try:
+                self._logs.adopt(plog)
+            except ValueError as exc:  # the caller's guard failed: keep the registered log
+                log.error("%s; closing the one made in the worker thread", exc)
+                plog.close()
+                continue
+            adopted.append((plog.topic, plog.partition))
+        return adopted
 
     def _open_new_logs(
         self, replicas: Sequence[tuple[str, int, TopicConfig, str]]

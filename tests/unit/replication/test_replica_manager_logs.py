@@ -3,13 +3,15 @@ marker, then found open by ``apply``; a log of an older topic of the same name i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
 from kbroker.cluster import PartitionInfo
-from kbroker.config import BrokerConfig
+from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.log.checkpoint import read_checkpoint
 from kbroker.log.manager import LogManager
+from kbroker.log.partition_log import PartitionLog
 from kbroker.replication.fetcher import ReplicaFetcherManager
 from kbroker.replication.manager import PARTITION_METADATA, ReplicaManager
 from kbroker.replication.partition import IsrWriter
@@ -71,4 +73,22 @@ async def test_a_leftover_log_of_an_older_topic_is_left_to_apply(tmp_path: Path)
     manager.apply(PartitionInfo(topic="t", partition=0, replicas=(1,)), BASE_CONFIG, "new")
     replica = manager.get("t", 0)
     assert replica is not None and _topic_id(replica.log.directory) == [["topic_id", "new"]]
+    logs.close()
+
+
+async def test_a_log_registered_meanwhile_is_kept(tmp_path: Path) -> None:
+    """The caller's guard failing (a log of the same name opened while the thread worked)
+    keeps the registered log and closes the thread's instead of failing the broker."""
+    manager, logs = _replicas(tmp_path)
+    make = manager._open_new_logs
+
+    def racing(replicas: Sequence[tuple[str, int, TopicConfig, str]]) -> list[PartitionLog]:
+        made = make(replicas)
+        logs.get_or_create("t", 0, BASE_CONFIG)  # as if the loop had opened it meanwhile
+        return made
+
+    manager._open_new_logs = racing  # type: ignore[method-assign]
+    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "id")]) == []
+    registered = logs.get("t", 0)
+    assert registered is not None and registered.log_end_offset == 0
     logs.close()
