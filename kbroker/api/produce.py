@@ -61,6 +61,8 @@ Outcome = tuple[int | None, int | None, int | None, str | None, bool]
 """Per record: (partition, offset, error_code, error message, after_append)."""
 #: Attempts at a partition whose leader is moving (NOT_LEADER from a stale view).
 _ROUTE_ATTEMPTS = 3
+#: How long a forwarded produce may still answer once its partition has another leader.
+LEADER_MOVED_GRACE_S: Final = 1.0
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -324,10 +326,15 @@ async def _produce_once(job: _Job, partition: int, positions: Sequence[int]) -> 
 async def _unless_leader_moves(
     services: Services, topic: str, partition: int, forward: Awaitable[web.Response]
 ) -> web.Response:
-    """Await a forwarded request, giving up as soon as the partition gets another leader.
+    """Await a forwarded request, giving up once the partition has had another leader for
+    LEADER_MOVED_GRACE_S.
 
     A leader that stopped answering (paused, cut off) would otherwise hold the request until
-    the forwarding timeout. The records may have reached it, so the failure is ambiguous.
+    the forwarding timeout. The records may have reached it, so the failure is ambiguous. The
+    grace is for the leader that still answers: one in a controlled shutdown answers at once
+    (SHUTTING_DOWN, nothing written, which the caller retries elsewhere), and giving up the
+    moment this broker saw the move made that answer indeterminate whenever the metadata
+    update won the race on this event loop (a CI run's acks=all writer saw one such request).
     """
     leader = services.metadata.partition(topic, partition).leader
 
@@ -344,6 +351,9 @@ async def _unless_leader_moves(
         if request in done:
             return request.result()
         if watch.result():
+            done, _ = await asyncio.wait({request}, timeout=LEADER_MOVED_GRACE_S)
+            if request in done:
+                return request.result()
             raise BrokerError(
                 f"The leader of {topic}-{partition} changed while the request was forwarded "
                 "to it; the records may or may not have been written",
