@@ -119,6 +119,8 @@ class ReplicaManager:
         self._fenced = False
         self.shutting_down = False
         """True once a controlled shutdown began: refuse new produces (retriable)."""
+        self._appends_in_flight = 0
+        """Produces between the shutting_down check and their answer (see drain)."""
 
     # ------------------------------------------------------------------------- lookups
 
@@ -319,6 +321,31 @@ class ReplicaManager:
                 f"Broker {self._config.broker_id} is shutting down; its partitions are moving",
                 ErrorCode.SHUTTING_DOWN,
             )
+        self._appends_in_flight += 1
+        try:
+            return await self._append(
+                topic,
+                partition,
+                batches,
+                codec=codec,
+                acks=acks,
+                timeout_ms=timeout_ms,
+                producer=producer,
+            )
+        finally:
+            self._appends_in_flight -= 1
+
+    async def _append(
+        self,
+        topic: str,
+        partition: int,
+        batches: Sequence[PartitionRecords],
+        *,
+        codec: PayloadCodec,
+        acks: int,
+        timeout_ms: int,
+        producer: ProducerInfo | None,
+    ) -> AppendResult:
         self._check_not_fenced("leading")
         replica = self.leader(topic, partition)
         if acks == -1:
@@ -486,7 +513,9 @@ class ReplicaManager:
         self._fenced = fenced
 
     async def drain(self, timeout: float) -> bool:
-        """Stop taking produces and wait (bounded) until no acks=all produce is parked.
+        """Stop taking produces and wait (bounded) until none is in flight: neither parked
+        for acks=all nor waiting for the fsync a flush policy asks for before that (not yet
+        parked, it would then fail with NOT_LEADER too).
 
         Controlled shutdown calls this before moving leadership away, so that requests in
         flight complete instead of failing with an ambiguous NOT_LEADER.
@@ -494,7 +523,7 @@ class ReplicaManager:
         self.shutting_down = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while any(p.pending_acks for p in self._partitions.values()):
+        while self._appends_in_flight:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.01)

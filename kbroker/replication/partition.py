@@ -145,11 +145,6 @@ class Partition:
         return self.state.isr if self.state else ()
 
     @property
-    def pending_acks(self) -> int:
-        """acks=all produces parked on this partition."""
-        return len(self._ack_waiters)
-
-    @property
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
 

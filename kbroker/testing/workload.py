@@ -39,6 +39,8 @@ __all__ = ["CheckResult", "Outcome", "Writer", "check", "read_partition"]
 JSON_V2 = "application/vnd.kafka.json.v2+json"
 #: Error codes meaning "nothing was written; send again" (before any append).
 _DEFINITE = frozenset({50302, 50303, 50304, 50309, 50312, 50313, 50317, 40402})
+#: Failures a Writer keeps the message of.
+FAILURE_DETAILS = 20
 
 
 @dataclass(slots=True)
@@ -69,6 +71,8 @@ class Writer:
     history: dict[int, Outcome] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
     """Why requests failed (error code or exception name) -> count."""
+    failure_details: list[str] = field(default_factory=list)
+    """The first FAILURE_DETAILS failures, each with its message (for a test's report)."""
     ack_times: list[float] = field(default_factory=list)
     _next: itertools.count[int] = field(default_factory=itertools.count)
     _avoid: dict[str, float] = field(default_factory=dict)
@@ -130,16 +134,16 @@ class Writer:
                 headers={"Content-Type": JSON_V2},
             ) as resp:
                 doc: Any = orjson.loads(await resp.read())
-        except aiohttp.ClientConnectorError:
-            self.failures["connect"] += 1
+        except aiohttp.ClientConnectorError as exc:
+            self._failed(url, "connect", repr(exc))
             self._avoid[url] = time.monotonic() + self.avoid_s
             return False  # never reached a broker
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-            self.failures[type(exc).__name__] += 1
+            self._failed(url, type(exc).__name__, repr(exc))
             self._avoid[url] = time.monotonic() + self.avoid_s
             return self._settle(records, "indeterminate")
         if resp.status != 200:
-            self.failures[str(doc.get("error_code"))] += 1
+            self._failed(url, str(doc.get("error_code")), str(doc.get("message")))
             definite = doc.get("error_code") in _DEFINITE and not doc.get("after_append")
             return False if definite else self._settle(records, "indeterminate")
         offsets = doc["offsets"]
@@ -151,10 +155,15 @@ class Writer:
                 outcome.status = "acked"
                 self.ack_times.append(now - outcome.sent_at)
             return True
-        self.failures[str(code)] += 1
+        self._failed(url, str(code), str(offsets[0].get("error")))
         if code in _DEFINITE and not offsets[0].get("after_append"):
             return False
         return self._settle(records, "indeterminate")
+
+    def _failed(self, url: str, why: str, message: str) -> None:
+        self.failures[why] += 1
+        if len(self.failure_details) < FAILURE_DETAILS:
+            self.failure_details.append(f"{url}: {why}: {message}")
 
     @staticmethod
     def _settle(records: list[Outcome], status: str) -> bool:

@@ -130,7 +130,7 @@ async def test_sigterm_leader_moves_leadership_without_failed_produce(
     assert await writer.gap_after(0, stopped_at) <= 2.0
     await asyncio.to_thread(victim.start)
     result = await _finish(cluster, writer, task)
-    assert result.indeterminate == 0, writer.failures
+    assert result.indeterminate == 0, writer.failure_details
 
 
 async def test_kill_controller(cluster: LocalCluster) -> None:
@@ -166,7 +166,7 @@ async def test_kill_zookeeper_leader_fails_no_produce(
     await writer.wait_acks(100, 30)
     await asyncio.to_thread(zk_ensemble.start, leader)
     result = await _finish(cluster, writer, task)
-    assert result.indeterminate == 0, writer.failures
+    assert result.indeterminate == 0, writer.failure_details
 
 
 async def test_leader_paused_beyond_its_session(cluster: LocalCluster) -> None:

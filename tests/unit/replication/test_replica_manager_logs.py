@@ -1,20 +1,24 @@
-"""ReplicaManager and the logs of new replicas: made in a worker thread with their topic-id
-marker, then found open by ``apply``; a log of an older topic of the same name is replaced."""
+"""ReplicaManager: the logs of new replicas (made in a worker thread with their topic-id marker,
+then found open by ``apply``; a log of an older topic of the same name is replaced), and the
+drain of produces in flight before a controlled shutdown moves leadership away."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from kbroker.cluster import PartitionInfo
+from kbroker.cluster import LeaderAndIsr, PartitionInfo
 from kbroker.config import BrokerConfig, TopicConfig
+from kbroker.log.batch import PayloadCodec
 from kbroker.log.checkpoint import read_checkpoint
 from kbroker.log.manager import LogManager
 from kbroker.log.partition_log import PartitionLog
-from kbroker.replication.fetcher import ReplicaFetcherManager
+from kbroker.records import PartitionRecords
+from kbroker.replication.fetcher import FlushPolicy, ReplicaFetcherManager
 from kbroker.replication.manager import PARTITION_METADATA, ReplicaManager
-from kbroker.replication.partition import IsrWriter
+from kbroker.replication.partition import IsrWriter, Partition
 from tests.unit.log.support import BASE_CONFIG, FakeClock
 
 
@@ -25,7 +29,9 @@ class _NoFetchers:
         pass
 
 
-def _replicas(tmp_path: Path) -> tuple[ReplicaManager, LogManager]:
+def _replicas(
+    tmp_path: Path, flush: FlushPolicy | None = None
+) -> tuple[ReplicaManager, LogManager]:
     clock = FakeClock()
     logs = LogManager(tmp_path, BASE_CONFIG, clock=clock)
     logs.load()
@@ -38,6 +44,7 @@ def _replicas(tmp_path: Path) -> tuple[ReplicaManager, LogManager]:
         clock=clock,
         isr_writer=cast(IsrWriter, None),  # no state is applied: nothing writes an ISR
         fetchers=cast(ReplicaFetcherManager, _NoFetchers()),
+        flush=flush,
     )
     return manager, logs
 
@@ -91,4 +98,36 @@ async def test_a_log_registered_meanwhile_is_kept(tmp_path: Path) -> None:
     assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "id")]) == []
     registered = logs.get("t", 0)
     assert registered is not None and registered.log_end_offset == 0
+    logs.close()
+
+
+async def test_drain_waits_for_a_produce_still_in_its_flush(tmp_path: Path) -> None:
+    """A produce waiting for the fsync its topic's flush policy asks for is not yet parked
+    for acks=all; moving leadership then would fail it with an ambiguous NOT_LEADER, so the
+    drain before a controlled shutdown waits for it too."""
+    fsynced = asyncio.Event()
+
+    async def slow_flush(_replica: Partition, _next_offset: int) -> None:
+        await fsynced.wait()
+
+    manager, logs = _replicas(tmp_path, flush=slow_flush)
+    leader = LeaderAndIsr(leader=1, leader_epoch=0, isr=(1,), controller_epoch=1)
+    info = PartitionInfo(topic="t", partition=0, replicas=(1,), state=leader)
+    manager.apply(info, BASE_CONFIG, "id")
+    batch = PartitionRecords(
+        payload=b'[{"value": 1}]',
+        record_count=1,
+        attributes=PayloadCodec.JSON,
+        first_timestamp=1,
+        max_timestamp=1,
+        positions=[0],
+    )
+    produced = asyncio.create_task(
+        manager.append("t", 0, [batch], codec=PayloadCodec.JSON, acks=-1, timeout_ms=5000)
+    )
+    await asyncio.sleep(0.01)
+    assert not await manager.drain(timeout=0.05)  # the produce is still in its flush
+    fsynced.set()
+    assert await manager.drain(timeout=1.0)
+    assert (await produced).base_offset == 0
     logs.close()
