@@ -321,61 +321,40 @@ class ReplicaManager:
                 f"Broker {self._config.broker_id} is shutting down; its partitions are moving",
                 ErrorCode.SHUTTING_DOWN,
             )
-        self._appends_in_flight += 1
+        self._appends_in_flight += 1  # see drain
         try:
-            return await self._append(
-                topic,
-                partition,
-                batches,
-                codec=codec,
-                acks=acks,
-                timeout_ms=timeout_ms,
-                producer=producer,
-            )
+            self._check_not_fenced("leading")
+            replica = self.leader(topic, partition)
+            if acks == -1:
+                replica.check_min_isr()
+            written = []
+            sequence = producer.sequence if producer is not None else -1
+            for batch in batches:
+                info = replica.append_as_leader(
+                    batch.payload,
+                    record_count=batch.record_count,
+                    attributes=batch.attributes | codec,
+                    first_timestamp=batch.first_timestamp,
+                    max_timestamp=batch.max_timestamp,
+                    producer_id=producer.producer_id if producer is not None else -1,
+                    producer_epoch=producer.epoch if producer is not None else -1,
+                    base_sequence=sequence,
+                )
+                written.append((info.first_offset, batch.record_count))
+                if producer is not None:
+                    sequence += batch.record_count
+            next_offset = written[-1][0] + written[-1][1]
+            try:
+                if self._flush is not None and acks != 0:
+                    await self._flush(replica, next_offset)
+                if acks == -1:
+                    await replica.wait_committed(next_offset, timeout_ms / 1000)
+            except BrokerError as exc:
+                exc.after_append = True
+                raise
+            return AppendResult(written)
         finally:
             self._appends_in_flight -= 1
-
-    async def _append(
-        self,
-        topic: str,
-        partition: int,
-        batches: Sequence[PartitionRecords],
-        *,
-        codec: PayloadCodec,
-        acks: int,
-        timeout_ms: int,
-        producer: ProducerInfo | None,
-    ) -> AppendResult:
-        self._check_not_fenced("leading")
-        replica = self.leader(topic, partition)
-        if acks == -1:
-            replica.check_min_isr()
-        written = []
-        sequence = producer.sequence if producer is not None else -1
-        for batch in batches:
-            info = replica.append_as_leader(
-                batch.payload,
-                record_count=batch.record_count,
-                attributes=batch.attributes | codec,
-                first_timestamp=batch.first_timestamp,
-                max_timestamp=batch.max_timestamp,
-                producer_id=producer.producer_id if producer is not None else -1,
-                producer_epoch=producer.epoch if producer is not None else -1,
-                base_sequence=sequence,
-            )
-            written.append((info.first_offset, batch.record_count))
-            if producer is not None:
-                sequence += batch.record_count
-        next_offset = written[-1][0] + written[-1][1]
-        try:
-            if self._flush is not None and acks != 0:
-                await self._flush(replica, next_offset)
-            if acks == -1:
-                await replica.wait_committed(next_offset, timeout_ms / 1000)
-        except BrokerError as exc:
-            exc.after_append = True
-            raise
-        return AppendResult(written)
 
     # ---------------------------------------------------------------------------- fetch
 
