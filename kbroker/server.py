@@ -39,7 +39,7 @@ from kbroker.api.worker_calls import serve_worker_call
 from kbroker.api.worker_link import LinkServer
 from kbroker.api.worker_pool import WorkerPool, worker_link_path, worker_socket_path
 from kbroker.clock import Clock, SystemClock
-from kbroker.cluster import ClusterMetadata, TopicInfo, TopicPartition
+from kbroker.cluster import ClusterMetadata, PartitionInfo, TopicInfo, TopicPartition
 from kbroker.config import BrokerConfig, TopicConfig
 from kbroker.controller.admin import TopicAdmin
 from kbroker.controller.controller import Controller
@@ -301,20 +301,29 @@ class Broker:
         disk) must not stop the broker: the partition is retried until the disk takes it."""
         if tp in self._opening:  # the replica-steps loop applies it once its log exists
             return
-        topic = snapshot.topics.get(tp[0])
-        if topic is None or tp[1] >= len(topic.partitions):
+        replica = self._replica_of(snapshot, tp)
+        if replica is None:
             self._unapplied.discard(tp)
             return
         if tp in self._removals:  # the log of a deleted topic of the same name
             self._delete_detached_log(tp)
         try:
-            self.replicas.apply(topic.partitions[tp[1]], self.topic_config(topic), topic.topic_id)
+            self.replicas.apply(*replica)
         except StorageError as exc:
             if tp not in self._unapplied:
                 log.error("%s-%d: cannot host the replica yet: %s", tp[0], tp[1], exc.message)
             self._unapplied.add(tp)
         else:
             self._unapplied.discard(tp)
+
+    def _replica_of(
+        self, snapshot: ClusterMetadata, tp: TopicPartition
+    ) -> tuple[PartitionInfo, TopicConfig, str] | None:
+        """ReplicaManager.apply's arguments for ``tp``; None if the snapshot lacks it."""
+        topic = snapshot.topics.get(tp[0])
+        if topic is None or tp[1] >= len(topic.partitions):
+            return None
+        return topic.partitions[tp[1]], self.topic_config(topic), topic.topic_id
 
     def _delete_detached_log(self, tp: TopicPartition) -> None:
         """Delete the log of a deleted topic's replica (see _on_metadata), unless its name
@@ -351,16 +360,7 @@ class Broker:
         fsyncs held the event loop for seconds when a topic brought thousands), then each is
         applied from the latest metadata. A log made for a partition this broker no longer
         hosts by then (its topic deleted meanwhile) is deleted again."""
-        wanted = []
-        for topic_name, partition in step:
-            topic = self._metadata.topics.get(topic_name)
-            if (
-                topic is not None
-                and partition < len(topic.partitions)
-                and self.config.broker_id in topic.partitions[partition].replicas
-            ):
-                config = self.topic_config(topic)
-                wanted.append((topic_name, partition, config, topic.topic_id))
+        wanted = [r for r in (self._replica_of(self._metadata, tp) for tp in step) if r]
         self._opening.update(step)
         try:
             opened = await self.replicas.open_new_logs(wanted)

@@ -219,16 +219,16 @@ class ReplicaManager:
             # partitions held the event loop for seconds on a busy disk. A crash before that
             # can lose the marker of a log at most milliseconds old; its next start then takes
             # the log for the topic of that name it finds (the KIP-516 check is skipped).
-            write_checkpoint(marker, [f"topic_id {topic_id}"], sync=False)
+            _write_topic_id(plog.directory, topic_id, sync=False)
             self._marker_sync.add(marker)
         return plog
 
     async def open_new_logs(
-        self, replicas: Sequence[tuple[str, int, TopicConfig, str]]
+        self, replicas: Sequence[tuple[PartitionInfo, TopicConfig, str]]
     ) -> list[TopicPartition]:
-        """Create, in a worker thread, the logs of the ``(topic, partition, config, topic_id)``
-        replicas that have neither a replica here nor a log yet, each with its topic-id
-        marker (fsynced there), and register them with the log manager; returns which.
+        """Create, in a worker thread, the logs of the replicas (``apply``'s arguments) hosted
+        here that have neither a replica nor a log yet, each with its topic-id marker
+        (fsynced there), and register them with the log manager; returns which.
 
         For replicas new to this broker by the thousand (a large topic created): their files
         held the event loop for seconds on a busy disk. :meth:`apply` then finds each log
@@ -237,9 +237,11 @@ class ReplicaManager:
         (the broker stopping), the thread finishes on its own and its logs stay unregistered,
         their files closed when the process exits."""
         wanted = [
-            r
-            for r in replicas
-            if (r[0], r[1]) not in self._partitions and self._logs.get(r[0], r[1]) is None
+            (info.topic, info.partition, config, topic_id)
+            for info, config, topic_id in replicas
+            if self._config.broker_id in info.replicas
+            and (info.topic, info.partition) not in self._partitions
+            and self._logs.get(info.topic, info.partition) is None
         ]
         if not wanted:
             return []
@@ -268,7 +270,7 @@ class ReplicaManager:
             if plog is None:
                 continue
             try:
-                write_checkpoint(plog.directory / PARTITION_METADATA, [f"topic_id {topic_id}"])
+                _write_topic_id(plog.directory, topic_id, sync=True)
             except StorageError:
                 plog.close()
                 continue
@@ -515,6 +517,12 @@ class ReplicaManager:
 
 #: File in each partition directory naming the topic id its log belongs to (KIP-516).
 PARTITION_METADATA = "partition.metadata"
+
+
+def _write_topic_id(log_dir: Path, topic_id: str, *, sync: bool) -> None:
+    """Record in ``log_dir`` the id of the topic its log belongs to (write_checkpoint's
+    ``sync``). Raises StorageError."""
+    write_checkpoint(log_dir / PARTITION_METADATA, [f"topic_id {topic_id}"], sync=sync)
 
 
 def _read_topic_id(path: Path) -> str | None:

@@ -60,17 +60,21 @@ class FakeReplicas:
     applied_while_opening: list[tuple[str, int]] = field(default_factory=list)
 
     async def open_new_logs(
-        self, replicas: list[tuple[str, int, TopicConfig, str]]
+        self, replicas: list[tuple[PartitionInfo, TopicConfig, str]]
     ) -> list[tuple[str, int]]:
-        wanted = [r for r in replicas if (r[0], r[1]) not in self.store.logs]
-        self.opening = {(r[0], r[1]) for r in wanted}
+        wanted = {
+            (info.topic, info.partition): topic_id
+            for info, _config, topic_id in replicas
+            if (info.topic, info.partition) not in self.store.logs
+        }
+        self.opening = set(wanted)
         if self.gate is not None:
             await self.gate.wait()
         self.opening = set()
-        for name, partition, _config, topic_id in wanted:
+        for (name, partition), topic_id in wanted.items():
             self.store.logs[(name, partition)] = FakeLog(name, partition, topic_id)
-        self.opened += [(r[0], r[1]) for r in wanted]
-        return [(r[0], r[1]) for r in wanted]
+        self.opened += list(wanted)
+        return list(wanted)
 
     def set_fenced(self, _fenced: bool) -> None:
         pass

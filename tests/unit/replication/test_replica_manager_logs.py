@@ -49,21 +49,29 @@ def _replicas(
     return manager, logs
 
 
+def _hosted(partition: int) -> PartitionInfo:
+    """Partition ``partition`` of topic ``t``, hosted by this broker (1) alone, no state."""
+    return PartitionInfo(topic="t", partition=partition, replicas=(1,))
+
+
 def _topic_id(log_dir: Path) -> list[list[str]]:
     return read_checkpoint(log_dir / PARTITION_METADATA, lambda fields: fields)
 
 
 async def test_new_logs_are_made_with_their_topic_id_and_found_by_apply(tmp_path: Path) -> None:
     manager, logs = _replicas(tmp_path)
-    wanted = [("t", p, BASE_CONFIG, "id-1") for p in range(3)]
+    wanted = [(_hosted(p), BASE_CONFIG, "id-1") for p in range(3)]
     assert await manager.open_new_logs(wanted) == [("t", 0), ("t", 1), ("t", 2)]
     made = logs.get("t", 1)
     assert made is not None and _topic_id(made.directory) == [["topic_id", "id-1"]]
-    manager.apply(PartitionInfo(topic="t", partition=1, replicas=(1,)), BASE_CONFIG, "id-1")
+    manager.apply(_hosted(1), BASE_CONFIG, "id-1")
     replica = manager.get("t", 1)
     assert replica is not None and replica.log is made
-    # Hosted already, or with a log open: nothing to make.
+    # Hosted already, or with a log open: nothing to make; nor for a replica of another broker.
     assert await manager.open_new_logs(wanted) == []
+    elsewhere = PartitionInfo(topic="t", partition=9, replicas=(2,))
+    assert await manager.open_new_logs([(elsewhere, BASE_CONFIG, "id-1")]) == []
+    assert logs.get("t", 9) is None
     logs.close()
 
 
@@ -71,13 +79,13 @@ async def test_a_leftover_log_of_an_older_topic_is_left_to_apply(tmp_path: Path)
     """A directory already there is not made again; apply finds it belongs to an older topic
     (KIP-516 marker) and replaces it."""
     manager, logs = _replicas(tmp_path)
-    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "old")]) == [("t", 0)]
+    assert await manager.open_new_logs([(_hosted(0), BASE_CONFIG, "old")]) == [("t", 0)]
     old = logs.get("t", 0)
     assert old is not None
     logs.close()
     manager, logs = _replicas(tmp_path)
-    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "new")]) == []
-    manager.apply(PartitionInfo(topic="t", partition=0, replicas=(1,)), BASE_CONFIG, "new")
+    assert await manager.open_new_logs([(_hosted(0), BASE_CONFIG, "new")]) == []
+    manager.apply(_hosted(0), BASE_CONFIG, "new")
     replica = manager.get("t", 0)
     assert replica is not None and _topic_id(replica.log.directory) == [["topic_id", "new"]]
     logs.close()
@@ -95,7 +103,7 @@ async def test_a_log_registered_meanwhile_is_kept(tmp_path: Path) -> None:
         return made
 
     manager._open_new_logs = racing  # type: ignore[method-assign]
-    assert await manager.open_new_logs([("t", 0, BASE_CONFIG, "id")]) == []
+    assert await manager.open_new_logs([(_hosted(0), BASE_CONFIG, "id")]) == []
     registered = logs.get("t", 0)
     assert registered is not None and registered.log_end_offset == 0
     logs.close()
