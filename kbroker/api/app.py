@@ -103,7 +103,7 @@ def build_app(
     app.add_routes(groups.routes())
     app.add_routes(consumers.routes())
     app.add_routes(producers.routes())
-    app.add_routes(internal.routes())
+    internal.install(app)
     app.add_routes(openapi.routes())
     app.add_routes(observability.routes())
     return app

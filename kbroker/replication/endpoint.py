@@ -13,6 +13,12 @@ Replica fetch wire format (``POST /internal/v1/replica/fetch``):
   whole stored batches, in the same order. The batches are the leader's log bytes, untouched:
   no per-record parsing on either side.
 
+Followers send their fetches over a WebSocket (``GET /internal/v1/replica/fetch-stream``): one
+per follower and leader, each request a binary message with the JSON above, each answer a
+binary message in the format above, or a text message with the error body when the request
+failed. A leader that refuses the upgrade (an older broker, or one behind HTTP worker
+processes, which relay HTTP only) is fetched from with the POST, which stays the reference.
+
 Epoch end offsets (``POST /internal/v1/replica/epoch-end-offsets``, KIP-101/279): JSON
 ``{"partitions": [{"topic", "partition", "leader_epoch"}]}`` answered with
 ``{"partitions": [{"topic", "partition", "error_code", "leader_epoch", "end_offset"}]}``.
@@ -20,6 +26,9 @@ Epoch end offsets (``POST /internal/v1/replica/epoch-end-offsets``, KIP-101/279)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ from kbroker.errors import BrokerError, ErrorCode
 
 __all__ = [
     "FETCH_PATH",
+    "FETCH_STREAM_PATH",
     "OFFSETS_FOR_EPOCH_PATH",
     "EpochEndOffset",
     "FetchPartition",
@@ -43,7 +53,10 @@ __all__ = [
     "encode_fetch_response",
 ]
 
+log = logging.getLogger(__name__)
+
 FETCH_PATH: Final = "/internal/v1/replica/fetch"
+FETCH_STREAM_PATH: Final = "/internal/v1/replica/fetch-stream"
 OFFSETS_FOR_EPOCH_PATH: Final = "/internal/v1/replica/epoch-end-offsets"
 _LENGTH: Final = struct.Struct(">I")
 
@@ -192,9 +205,19 @@ class LeaderEndpoint(Protocol):
         """For each (topic, partition, leader_epoch) the leader's end offset of that epoch."""
         ...
 
+    async def close(self) -> None:
+        """Release what the endpoint holds open (its fetcher has stopped)."""
+        ...
+
 
 class HttpLeaderEndpoint:
-    """LeaderEndpoint over HTTP to the broker whose URL ``url_of()`` returns at call time."""
+    """LeaderEndpoint over HTTP to the broker whose URL ``url_of()`` returns at call time.
+
+    Fetches go over a fetch stream (module docstring) to that URL, opened on first use and
+    again after any failure; a leader URL that refuses the upgrade is fetched from with the
+    POST for the rest of this endpoint's life. Concurrency: one fetch at a time (the fetcher's
+    task), on the event loop; epoch-end-offsets requests may run beside it (plain POSTs).
+    """
 
     def __init__(
         self, session: aiohttp.ClientSession, url_of: Callable[[], str], timeout_ms: int
@@ -202,6 +225,9 @@ class HttpLeaderEndpoint:
         self._session = session
         self._url_of = url_of
         self._timeout = timeout_ms / 1000
+        self._stream: aiohttp.ClientWebSocketResponse | None = None
+        self._stream_url = ""
+        self._refused: set[str] = set()
 
     async def _post(self, path: str, body: bytes, wait_ms: int) -> bytes:
         url = self._url_of() + path
@@ -220,8 +246,59 @@ class HttpLeaderEndpoint:
             ) from exc
 
     async def fetch(self, request: FetchRequest) -> list[FetchedPartition]:
-        body = await self._post(FETCH_PATH, request.to_json(), request.max_wait_ms)
-        return decode_fetch_response(body)
+        url = self._url_of()
+        if url in self._refused:
+            body = await self._post(FETCH_PATH, request.to_json(), request.max_wait_ms)
+            return decode_fetch_response(body)
+        stream = await self._open_stream(url)
+        if stream is None:
+            return await self.fetch(request)
+        try:
+            await stream.send_bytes(request.to_json())
+            msg = await stream.receive(timeout=self._timeout + request.max_wait_ms / 1000)
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            await self.close()
+            raise BrokerError(
+                f"leader at {url} unreachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return decode_fetch_response(msg.data)
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            raise _error_from(0, msg.data.encode())
+        await self.close()
+        raise BrokerError(
+            f"leader at {url} closed the fetch stream", ErrorCode.BROKER_NOT_AVAILABLE
+        )
+
+    async def _open_stream(self, url: str) -> aiohttp.ClientWebSocketResponse | None:
+        """The stream to ``url``, opened if need be; None once ``url`` refused the upgrade."""
+        if self._stream is not None and not self._stream.closed and self._stream_url == url:
+            return self._stream
+        await self.close()
+        try:
+            connecting = self._session.ws_connect(
+                url + FETCH_STREAM_PATH,
+                timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+                max_msg_size=0,  # answers are bounded by the request's max_bytes (trusted peer)
+                compress=0,
+            )
+            self._stream = await asyncio.wait_for(connecting, self._timeout)
+        except aiohttp.WSServerHandshakeError as exc:
+            log.info("leader at %s refused a fetch stream (HTTP %s); using POST", url, exc.status)
+            self._refused.add(url)
+            return None
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise BrokerError(
+                f"leader at {url} unreachable: {exc!r}", ErrorCode.BROKER_NOT_AVAILABLE
+            ) from exc
+        self._stream_url = url
+        return self._stream
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await stream.close()
 
     async def epoch_end_offsets(
         self, requests: Sequence[tuple[str, int, int]]

@@ -114,6 +114,7 @@ class ReplicaFetcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._endpoint.close()
 
     def _current(self, tp: TopicPartition, state: _FetchState) -> bool:
         """True while ``state`` still describes what this broker should fetch."""

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess
+from kbroker.testing.brokers import FAST_FAILOVER, BrokerProcess, LocalCluster
 from kbroker.testing.local import ZooKeeperEnsemble
 from tests.integration.http import JSON_V2, create_topic, fetch_all, produce, request
 
@@ -315,3 +315,34 @@ def test_workers_exit_when_the_broker_is_killed(broker: BrokerProcess) -> None:
     wait_for(
         lambda: not any(alive(p) for p in workers), what="orphaned workers to exit", timeout=10
     )
+
+
+def test_brokers_behind_workers_replicate_over_the_post(
+    zk_single: ZooKeeperEnsemble, zk_chroot: str, tmp_path: Path
+) -> None:
+    """Workers relay HTTP only, so a leader behind them refuses the fetch stream's upgrade:
+    its followers fetch with the POST, and acks=all produces still complete."""
+    zk_single.heal(timeout=30)
+    settings = {**FAST_FAILOVER, "num.http.workers": "1"}
+    zookeeper = zk_single.connect_string + zk_chroot
+    with LocalCluster(tmp_path, brokers=2, zookeeper=zookeeper, settings=settings) as cluster:
+        cluster.create_topic(
+            "replicated", partitions=2, replication_factor=2, configs={"min.insync.replicas": "2"}
+        )
+        for partition in (0, 1):
+            wait_for(
+                lambda p=partition: len(cluster.partition("replicated", p)["isr"]) == 2,
+                what=f"partition {partition} in sync",
+            )
+            leader = cluster.leader_of("replicated", partition)
+            assert leader is not None
+            url = cluster.urls[leader - 1]
+            records = [{"value": {"n": i, "p": partition}} for i in range(20)]
+            status, body = produce(url, "replicated", records, partition=partition, acks="all")
+            assert status == 200, body
+            assert [r["error_code"] for r in body["offsets"]] == [None] * 20
+            assert [r["value"] for r in fetch_all(url, "replicated", partition, 0, 20)] == [
+                r["value"] for r in records
+            ]
+        logs = "".join(b.process.log_path.read_text() for b in cluster.brokers)
+        assert "refused a fetch stream (HTTP 400); using POST" in logs

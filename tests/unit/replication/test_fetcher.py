@@ -53,6 +53,7 @@ class LocalLeader:
     """How many data-carrying fetch answers get one payload byte flipped."""
     before_answer: Callable[[], Awaitable[None]] | None = None
     """Runs after the leader has read, before the answer reaches the follower."""
+    closed: bool = False
 
     async def fetch(self, request: FetchRequest) -> list[FetchedPartition]:
         self.fetches.append(request)
@@ -109,6 +110,9 @@ class LocalLeader:
                 error_code=None, leader_epoch=found, end_offset=end
             )
         return out
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 def _corrupted(answer: FetchedPartition) -> FetchedPartition:
@@ -234,6 +238,21 @@ async def test_empty_follower_copies_the_leader(pair: Pair, running: list[Replic
     produce(leader, 4, first=5)
     await in_sync(pair, leader)
     assert pair.leader_log.high_watermark == 9
+
+
+async def test_a_closed_fetcher_closes_its_endpoint(
+    pair: Pair, running: list[ReplicaFetcher]
+) -> None:
+    """The endpoint's open fetch stream goes with the fetcher (a follower that stops
+    following a leader leaves no connection to it behind)."""
+    leader = pair.leader(epoch=0)
+    leader.make_leader(state(LEADER, [LEADER, FOLLOWER], epoch=1), [LEADER, FOLLOWER])
+    endpoint = LocalLeader(leader)
+    fetcher = start(running, endpoint, pair.follower(epoch=1))
+    await until(lambda: bool(endpoint.fetches))
+    assert not endpoint.closed
+    await fetcher.close()
+    assert endpoint.closed
 
 
 async def test_appends_go_through_the_flush_policy_before_the_next_fetch(
