@@ -60,8 +60,20 @@ from kbroker.api.worker_link import LinkClient, Op
 from kbroker.api.worker_pool import worker_link_path
 from kbroker.config import BrokerConfig
 from kbroker.errors import BrokerError, ErrorCode
-from kbroker.records import encode_partition_records, parse_produce_body
-from kclient.protocol import ACKS_HEADER, HIGH_WATERMARK_HEADER, MEDIA_BATCHES
+from kbroker.records import (
+    PartitionRecords,
+    encode_partition_records,
+    parse_plain_body,
+    parse_produce_body,
+)
+from kbroker.replication.manager import ProducerInfo
+from kclient.protocol import (
+    ACKS_HEADER,
+    HIGH_WATERMARK_HEADER,
+    MEDIA_BATCHES,
+    EmbeddedFormat,
+    PayloadCodec,
+)
 from kclient.tuning import tune_gc
 
 __all__ = ["Relay", "build_worker_app", "main"]
@@ -136,26 +148,14 @@ async def produce(request: web.Request) -> web.StreamResponse:
     producer = producer_param(request)
     raw = await read_body(request, config.max_request_bytes)
     partition = partition_path(request) if "partition" in request.match_info else -1
-    body = parse_produce_body(raw, fmt)
-    fast = (
-        body.records
-        and body.explicit_partitions() is None
-        and (partition >= 0 or not body.has_keys())
-        and (partition >= 0 or producer is None)
-    )
-    if not fast or "async" in request.query:  # Strimzi's async answer: the broker's own
+    encoded = None if "async" in request.query else _encode(raw, fmt, partition, producer, config)
+    if encoded is None:  # Strimzi's async answer, too, is the broker's own
         return await relay.relay(request, body=raw)
-    batches = encode_partition_records(
-        body,
-        range(len(body.records)),
-        now_ms=time.time_ns() // 1_000_000,
-        log_append_time=False,
-        max_batch_bytes=config.message_max_bytes,
-    )
+    batches, codec, record_count = encoded
     meta = {
         "topic": topic_path(request),
         "partition": partition,
-        "codec": int(body.codec),
+        "codec": int(codec),
         "acks": acks,
         "producer": None if producer is None else list(producer),
     }
@@ -164,7 +164,47 @@ async def produce(request: web.Request) -> web.StreamResponse:
         return await relay.relay(request, body=raw)
     if status != 200:
         return _response(status, CIMultiDict(headers), payload)
-    return json_response(render_worker_outcome(payload, len(body.records)))
+    return json_response(render_worker_outcome(payload, record_count))
+
+
+def _encode(
+    raw: bytes,
+    fmt: EmbeddedFormat,
+    partition: int,
+    producer: ProducerInfo | None,
+    config: BrokerConfig,
+) -> tuple[list[PartitionRecords], PayloadCodec, int] | None:
+    """The request's records as batches for the broker to append (with their codec and
+    count), or None when the broker must take the request itself: records that name their
+    partition, or keyed or idempotent records sent to the topic (the broker routes those).
+    A plain body (kbroker.records.PlainBody) is encoded without a dict per record. Raises
+    BrokerError for a body that is not valid."""
+    now_ms = time.time_ns() // 1_000_000
+    plain = parse_plain_body(raw, fmt)
+    if plain is not None:
+        if partition < 0 and (plain.has_keys or producer is not None):
+            return None
+        batch = plain.encode(now_ms=now_ms, max_batch_bytes=config.message_max_bytes)
+        if batch is not None:
+            return [batch], plain.codec, plain.record_count
+        # larger than one batch: encode_partition_records splits it
+    body = parse_produce_body(raw, fmt)
+    fast = (
+        body.records
+        and body.explicit_partitions() is None
+        and (partition >= 0 or not body.has_keys())
+        and (partition >= 0 or producer is None)
+    )
+    if not fast:
+        return None
+    batches = encode_partition_records(
+        body,
+        range(len(body.records)),
+        now_ms=now_ms,
+        log_append_time=False,
+        max_batch_bytes=config.message_max_bytes,
+    )
+    return batches, body.codec, len(body.records)
 
 
 async def fetch_records(request: web.Request) -> web.StreamResponse:
