@@ -41,6 +41,7 @@ from kbroker.records import (
     ProduceBody,
     encode_offsets_response,
     encode_partition_records,
+    parse_plain_body,
     parse_produce_body,
 )
 from kbroker.replication.manager import ProducerInfo
@@ -99,7 +100,7 @@ class Encoded:
 @dataclass(frozen=True, slots=True)
 class _Job:
     """One produce request, validated: what every per-partition step needs. Its records are
-    either a parsed ``body`` or, from a worker process, ``encoded`` batches."""
+    either a parsed ``body`` or ``encoded`` batches (a worker process's, or a plain body's)."""
 
     request: web.Request | None
     """The client's request (None for a worker's link call: see :class:`NeedsRequest`)."""
@@ -119,12 +120,29 @@ class _Job:
         return self.body
 
 
-async def _job(request: web.Request) -> _Job:
+async def _job(request: web.Request, *, to_partition: bool) -> _Job:
+    """The request, validated. A plain body (kbroker.records.PlainBody) that goes to one
+    partition as it is (sent to a partition, or keyless) becomes ``encoded``, checked without
+    a dict per record; any other body is parsed whole (``body``)."""
     services = request.app[SERVICES]
     fmt = produce_format(request.headers.get("Content-Type"))
     acks = acks_param(request, ACKS_HEADER)
-    body = parse_produce_body(await read_body(request, services.config.max_request_bytes), fmt)
+    raw = await read_body(request, services.config.max_request_bytes)
+    plain = parse_plain_body(raw, fmt)
+    if plain is not None and plain.has_keys and not to_partition:
+        plain = None  # keyed records of a topic-level request are routed one by one
+    body = parse_produce_body(raw, fmt) if plain is None else None  # (errors before topics)
     topic = await services.ensure_topic(topic_path(request))
+    encoded = None
+    if plain is not None:
+        batch = plain.encode(
+            now_ms=services.clock.now_ms(),
+            max_batch_bytes=services.topic_config(topic).max_message_bytes,
+        )
+        if batch is None:  # larger than one batch: encode_partition_records splits it
+            body = parse_produce_body(raw, fmt)
+        else:
+            encoded = Encoded(codec=plain.codec, batches=[batch])
     return _Job(
         producer=producer_param(request),
         request=request,
@@ -134,6 +152,7 @@ async def _job(request: web.Request) -> _Job:
         acks=acks,
         forwarded=FORWARDED_HEADER in request.headers,
         no_metadata=bool_param(request, "async"),
+        encoded=encoded,
     )
 
 
@@ -159,13 +178,16 @@ def producer_param(request: web.Request) -> ProducerInfo | None:
 
 
 async def produce_to_topic(request: web.Request) -> web.Response:
-    job = await _job(request)
+    job = await _job(request, to_partition=False)
     if job.producer is not None:
         raise BrokerError(
             "Idempotent produce needs a partition endpoint "
             "(POST /topics/{topic}/partitions/{partition})",
             ErrorCode.INVALID_PARAMETER,
         )
+    if job.encoded is not None:  # keyless: all to the sticky partition
+        sticky = job.services.sticky_partition(job.topic)
+        return await _produce(job, {sticky: range(job.encoded.record_count)})
     if not job.parsed.records:
         return _answer(job, encode_offsets_response([]), failed=False)
     return await _produce(job, _route(job))
@@ -173,8 +195,10 @@ async def produce_to_topic(request: web.Request) -> web.Response:
 
 async def produce_to_partition(request: web.Request) -> web.Response:
     partition = partition_path(request)
-    job = await _job(request)
+    job = await _job(request, to_partition=True)
     job.topic.partition(partition)
+    if job.encoded is not None:
+        return await _produce(job, {partition: range(job.encoded.record_count)})
     if not job.parsed.records:
         return _answer(job, encode_offsets_response([]), failed=False)
     explicit = job.parsed.explicit_partitions()
