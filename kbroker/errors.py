@@ -16,6 +16,7 @@ __all__ = [
     "CorruptRecordError",
     "ErrorCode",
     "FencedLeaderEpochError",
+    "InternalError",
     "InvalidRequestError",
     "NotLeaderError",
     "OffsetOutOfRangeError",
@@ -59,6 +60,16 @@ class BrokerError(Exception):
             **({"after_append": True} if self.after_append else {}),
             **self.extra,
         }
+
+
+class InternalError(BrokerError):
+    """A bug, as the client sees it: this message, never a stack trace (the broker logs the
+    traceback)."""
+
+    code = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self) -> None:
+        super().__init__("Internal error; see the broker log")
 
 
 class InvalidRequestError(BrokerError):

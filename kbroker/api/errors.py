@@ -15,7 +15,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from kbroker.errors import BrokerError, ErrorCode
+from kbroker.errors import BrokerError, ErrorCode, InternalError
 
 __all__ = [
     "answer_or_error",
@@ -95,6 +95,4 @@ async def answer_or_error(request: web.Request, handler: Handler) -> web.StreamR
         raise
     except Exception:
         log.exception("unexpected failure in %s %s", request.method, request.path)
-        return error_response(
-            BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR)
-        )
+        return error_response(InternalError())

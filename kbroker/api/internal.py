@@ -27,7 +27,7 @@ from kbroker.api.errors import json_response
 from kbroker.api.partitions import LED_OFFSETS_PATH, local_led_offsets
 from kbroker.api.produce import read_body
 from kbroker.api.services import SERVICES, Services
-from kbroker.errors import BrokerError, ErrorCode
+from kbroker.errors import BrokerError, ErrorCode, InternalError
 from kbroker.replication.endpoint import (
     FETCH_PATH,
     FETCH_STREAM_PATH,
@@ -110,8 +110,7 @@ async def replica_fetch_stream(request: web.Request) -> web.StreamResponse:
                 continue
             except Exception:
                 log.exception("replica fetch over a stream failed")
-                error = BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR)
-                await ws.send_str(orjson.dumps(error.body()).decode())
+                await ws.send_str(orjson.dumps(InternalError().body()).decode())
                 continue
             await ws.send_bytes(answer)
     except (TimeoutError, ConnectionError):

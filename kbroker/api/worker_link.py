@@ -50,7 +50,7 @@ from typing import Any, Final, cast
 
 import orjson
 
-from kbroker.errors import BrokerError, ErrorCode
+from kbroker.errors import BrokerError, ErrorCode, InternalError
 
 __all__ = ["Answer", "LinkClient", "LinkServer", "Op", "error_answer"]
 
@@ -221,9 +221,7 @@ class LinkServer(_FrameProtocol):
             status, headers, body = error_answer(exc)
         except Exception:
             log.exception("unexpected failure serving worker call %d", code)
-            status, headers, body = error_answer(
-                BrokerError("Internal error; see the broker log", ErrorCode.INTERNAL_ERROR)
-            )
+            status, headers, body = error_answer(InternalError())
         if self.transport is not None and not self.transport.is_closing():
             self.send(call, status, orjson.dumps(headers), body)
 
