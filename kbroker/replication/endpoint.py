@@ -247,12 +247,10 @@ class HttpLeaderEndpoint:
 
     async def fetch(self, request: FetchRequest) -> list[FetchedPartition]:
         url = self._url_of()
-        if url in self._refused:
+        stream = None if url in self._refused else await self._open_stream(url)
+        if stream is None:
             body = await self._post(FETCH_PATH, request.to_json(), request.max_wait_ms)
             return decode_fetch_response(body)
-        stream = await self._open_stream(url)
-        if stream is None:
-            return await self.fetch(request)
         try:
             await stream.send_bytes(request.to_json())
             msg = await stream.receive(timeout=self._timeout + request.max_wait_ms / 1000)
